@@ -1,0 +1,151 @@
+"""Run directories on any pyarrow filesystem (local path, s3://, gs://) with atomic writes.
+
+Every artifact is written under a temporary name and renamed into place, so a stage that dies leaves no half
+artifact; a stage is "done" when all its outputs exist. `manifest.json` records config, versions, input
+fingerprints and stage timings.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+
+
+def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """`uri` (local path or URI) -> (filesystem, path inside it). Local paths are made absolute."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+class RunStore:
+    """One run's folder `<artifacts>/<run_id>/` with atomic reads/writes of tables, JSON and files."""
+
+    def __init__(self, artifacts: str, run_id: str):
+        self.artifacts = artifacts
+        self.run_id = run_id
+        self.fs, root = resolve_filesystem(artifacts)
+        self.root = posixpath.join(root, run_id)
+        self.uri = artifacts.rstrip("/") + "/" + run_id if "://" in artifacts else self.root
+        self.fs.create_dir(self.root, recursive=True)
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
+
+    def _publish(self, name: str, data: bytes) -> None:
+        final = self.path(name)
+        self.fs.create_dir(posixpath.dirname(final), recursive=True)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, final)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._publish(name, data)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open_input_stream(self.path(name)) as src:
+            return src.read()
+
+    def write_table(self, name: str, table: pd.DataFrame | pa.Table) -> None:
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        self._publish(name, sink.getvalue())
+
+    def read_arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open_input_file(self.path(name)) as src:
+            return pq.read_table(src, columns=columns)
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.read_arrow(name, columns).to_pandas()
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self._publish(name, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode())
+
+    def read_json(self, name: str) -> Any:
+        return json.loads(self.read_bytes(name))
+
+    def write_text(self, name: str, text: str) -> None:
+        self._publish(name, text.encode())
+
+    def upload_dir(self, name: str, local_dir: str | Path) -> None:
+        """Copy a local folder to `<run>/<name>/` (files published one by one, then a `_SUCCESS` marker)."""
+        local_dir = Path(local_dir)
+        for file in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+            self._publish(posixpath.join(name, file.relative_to(local_dir).as_posix()), file.read_bytes())
+        self._publish(posixpath.join(name, "_SUCCESS"), b"")
+
+    def download_dir(self, name: str, local_dir: str | Path | None = None) -> Path:
+        """Copy `<run>/<name>/` to a local folder (a temp dir by default) and return it."""
+        target = Path(local_dir or tempfile.mkdtemp(prefix="ray_longtail_"))
+        base = self.path(name)
+        for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+            if info.type != pafs.FileType.File:
+                continue
+            rel = posixpath.relpath(info.path, base)
+            dest = target / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with self.fs.open_input_stream(info.path) as src:
+                dest.write_bytes(src.read())
+        return target
+
+    def dir_complete(self, name: str) -> bool:
+        return self.exists(posixpath.join(name, "_SUCCESS"))
+
+    def manifest(self) -> dict[str, Any]:
+        return self.read_json(MANIFEST) if self.exists(MANIFEST) else {"run_id": self.run_id, "stages": {}}
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        manifest = self.manifest()
+        for key, value in fields.items():
+            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+                manifest[key].update(value)
+            else:
+                manifest[key] = value
+        self.write_json(MANIFEST, manifest)
+        return manifest
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def file_fingerprint(uri: str) -> dict[str, Any]:
+    """Size and a cheap content hash (first and last MiB + size) of an input file, for the manifest."""
+    import hashlib
+
+    fs, path = resolve_filesystem(uri)
+    info = fs.get_file_info(path)
+    digest = hashlib.sha256()
+    with fs.open_input_file(path) as src:
+        size = src.size()
+        digest.update(src.read(1 << 20))
+        if size > 2 << 20:
+            src.seek(size - (1 << 20))
+            digest.update(src.read(1 << 20))
+    digest.update(str(size).encode())
+    return {"uri": uri, "bytes": int(info.size or size), "sha256_sampled": digest.hexdigest()}

@@ -1,0 +1,77 @@
+"""`ray-longtail` command line: parses arguments, builds the config, calls the library. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ray_longtail.config import Config, load_config
+from ray_longtail.errors import UserError
+
+STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "run": None}
+
+
+def common_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--items", help="catalog file or URI (Parquet/CSV); default: bundled dataset")
+    parser.add_argument("--interactions", help="interactions file or URI (Parquet/CSV)")
+    parser.add_argument("--artifacts", help="artifacts directory or URI (default from config: artifacts)")
+    parser.add_argument("--run-id", help="run folder name (default: <dataset>-<hash of inputs and config>)")
+    parser.add_argument("--config", help="YAML config (default: the packaged configs/default.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key, e.g. --set embed.batch_size=128 (repeatable)")
+    parser.add_argument("--force", action="store_true", help="recompute the stage even if its outputs exist")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ray-longtail", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = common_parser()
+    helps = {"run": "the whole pipeline", "ingest": "read, validate and clean the inputs",
+             "split": "temporal train/valid/test split", "embed": "item embeddings on Ray Data",
+             "discover": "popularity segments and embedding clusters", "profile": "user vectors",
+             "retrieve": "multi-source candidates", "train": "learning-to-rank with Ray Train",
+             "evaluate": "metrics and report of the test window"}
+    for name in STAGE_COMMANDS:
+        commands.add_parser(name, parents=[common], help=helps.get(name, name))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    extra: dict = {}
+    if args.items or args.interactions:
+        extra["data"] = {"items": args.items, "interactions": args.interactions}
+    if args.artifacts:
+        extra["artifacts"] = args.artifacts
+    if args.run_id:
+        extra["run_id"] = args.run_id
+    return load_config(args.config, overrides=args.overrides, extra=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return dispatch(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from ray_longtail import pipeline
+
+    config = config_from_args(args)
+    stage = STAGE_COMMANDS[args.command]
+    store = pipeline.run_stages(config, until=None, only=[stage] if stage else None, force=args.force)
+    pipeline.print_summary(store, args.command)
+    print(store.uri)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data contract, ingest, temporal split and the bundled / synthetic datasets."""

@@ -1,0 +1,42 @@
+"""Connecting to Ray: a running cluster (RAY_ADDRESS / `ray.address`, as under `ray job submit`) or a local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ray_longtail.config import RayConfig
+from ray_longtail.embed import OFFLINE_ENV
+
+log = logging.getLogger(__name__)
+
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_DEDUP_LOGS": "1"} | OFFLINE_ENV
+
+
+@contextmanager
+def ray_session(config: RayConfig) -> Iterator[None]:
+    """Yield with Ray initialised; shut down afterwards only if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    kwargs: dict = {"logging_level": "WARNING", "log_to_driver": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=config.num_cpus, include_dashboard=False,
+                 object_store_memory=(config.object_store_memory_mb or 0) * 1024**2 or None,
+                 runtime_env={"env_vars": dict(RAY_ENV)}, **kwargs)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    log.info("ray: %s", ray.cluster_resources())
+    try:
+        yield
+    finally:
+        ray.shutdown()
