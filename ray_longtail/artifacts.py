@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ray_longtail.errors import DataError
+
 MANIFEST = "manifest.json"
 
 
@@ -140,6 +142,10 @@ def file_fingerprint(uri: str) -> dict[str, Any]:
 
     fs, path = resolve_filesystem(uri)
     info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"{uri}: file not found")
+    if info.type == pafs.FileType.Directory:
+        return {"uri": uri, "bytes": None, "sha256_sampled": _dir_digest(fs, path)}
     digest = hashlib.sha256()
     with fs.open_input_file(path) as src:
         size = src.size()
@@ -149,3 +155,12 @@ def file_fingerprint(uri: str) -> dict[str, Any]:
             digest.update(src.read(1 << 20))
     digest.update(str(size).encode())
     return {"uri": uri, "bytes": int(info.size or size), "sha256_sampled": digest.hexdigest()}
+
+
+def _dir_digest(fs: pafs.FileSystem, path: str) -> str:
+    """Digest of a folder input (a partitioned dataset) from its files' names, sizes and mtimes."""
+    import hashlib
+
+    infos = sorted(fs.get_file_info(pafs.FileSelector(path, recursive=True)), key=lambda i: i.path)
+    listing = [(i.path, i.size, str(i.mtime)) for i in infos if i.type == pafs.FileType.File]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()

@@ -32,7 +32,7 @@ def item_texts(catalog: pd.DataFrame, fields: list[str]) -> list[str]:
     parts = [p for p in parts if p is not None]
     if not parts:
         raise UserError(f"embed.text_fields {fields} name no column of the catalog")
-    rows = zip(*(p.tolist() for p in parts))
+    rows = zip(*(p.tolist() for p in parts), strict=True)
     return [". ".join(x for x in row if x) for row in rows]
 
 

@@ -1,0 +1,101 @@
+"""One real local Ray cluster per test session (`ray start --head` with the job server), shared by in-process
+tests (`ray.init(address=...)`) and `ray job submit` tests; small real data slices from the bundled dataset."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+RAY_BIN = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalHead:
+    """A `ray start --head` cluster on free ports; `address` for drivers, `dashboard` for `ray job submit`."""
+
+    def __init__(self) -> None:
+        self.port, self.dashboard_port = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self) -> LocalHead:
+        cmd = [RAY_BIN, "start", "--head", f"--port={self.port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+               "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
+               "--object-store-memory=400000000", "--disable-usage-stats"]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([RAY_BIN, "stop", "--force"], capture_output=True, timeout=120)
+
+    def submit(self, entrypoint: list[str], timeout: float = 420) -> str:
+        """`ray job submit --working-dir <repo>`; returns the job's logs, fails the test unless SUCCEEDED."""
+        cmd = [RAY_BIN, "job", "submit", "--address", self.dashboard, "--working-dir", str(REPO),
+               "--no-wait", "--", *entrypoint]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+        job_id = next(line.split("'")[1] for line in out.splitlines() if "submitted successfully" in line)
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        client = JobSubmissionClient(self.dashboard)
+        deadline = time.time() + timeout
+        status = client.get_job_status(job_id)
+        while time.time() < deadline and not status.is_terminal():
+            time.sleep(1)
+            status = client.get_job_status(job_id)
+        logs = client.get_job_logs(job_id)
+        assert status == JobStatus.SUCCEEDED, f"job {job_id} ended {status}:\n{logs[-4000:]}"
+        return logs
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    import ray
+
+    head = LocalHead().start()
+    ray.init(address=head.address, logging_level="ERROR", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield head
+    ray.shutdown()
+    head.stop()
+
+
+@pytest.fixture(scope="session")
+def bundled_slice(tmp_path_factory) -> tuple[str, str]:
+    """A small real slice of the bundled data: 8% of users (all their interactions) and the items they touched
+    plus 150 never-bought catalog items, so cold items exist."""
+    import numpy as np
+    import pandas as pd
+
+    from ray_longtail.data.ingest import bundled_paths
+
+    items_path, events_path = bundled_paths()
+    items, events = pd.read_parquet(items_path), pd.read_parquet(events_path)
+    users = np.sort(events["user_id"].unique())
+    keep_users = set(np.random.default_rng(7).choice(users, size=int(len(users) * 0.08), replace=False))
+    events = events[events["user_id"].isin(keep_users)]
+    touched = set(events["item_id"])
+    untouched = items[~items["item_id"].isin(touched)].head(150)
+    items = pd.concat([items[items["item_id"].isin(touched)], untouched])
+    out = tmp_path_factory.mktemp("slice")
+    items.to_parquet(out / "items.parquet")
+    events.to_parquet(out / "interactions.parquet")
+    return str(out / "items.parquet"), str(out / "interactions.parquet")

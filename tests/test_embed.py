@@ -1,0 +1,76 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ray_longtail.config import EmbedConfig
+from ray_longtail.data import schema as S
+from ray_longtail.data.ingest import bundled_paths
+from ray_longtail.embed import TextEncoder, embed_items, item_texts, resolve_model_path, table_to_vectors
+from ray_longtail.errors import UserError
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def items_300():
+    items = pd.read_parquet(bundled_paths()[0])
+    return items[items[S.TITLE] != ""].sample(300, random_state=3).reset_index(drop=True)
+
+
+def plain_transformers_loop(texts, max_length=128):
+    """Reference: the textbook mean-pooling loop over unsorted batches of 16."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(MODEL)
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 16):
+            enc = tok(texts[i:i + 16], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            h = model(**enc).last_hidden_state
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=1).numpy())
+    return np.concatenate(out)
+
+
+def test_item_texts_join_fields_and_skip_empty():
+    catalog = pd.DataFrame({"title": ["Mug", "Lamp"], "category": ["Home > Kitchen", ""], "brand": ["", "Acme"],
+                            "description": ["Blue.", ""]})
+    assert item_texts(catalog, ["title", "category", "brand", "description"]) == [
+        "Mug. Home > Kitchen. Blue.", "Lamp. Acme"]
+    with pytest.raises(UserError):
+        item_texts(catalog, ["nothing"])
+
+
+def test_unknown_model_is_a_user_error():
+    with pytest.raises(UserError, match="no-such/model"):
+        resolve_model_path("no-such/model")
+
+
+def test_ray_data_embeddings_equal_plain_loop(ray_head, items_300):
+    config = EmbedConfig(block_size=128, batch_size=32, num_actors=2, cpus_per_actor=1.0)
+    table = embed_items(items_300, config)
+    ids, vectors = table_to_vectors(table)
+    assert list(ids) == items_300[S.ITEM_ID].tolist()
+    assert vectors.dtype == np.float32 and vectors.shape == (300, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    reference = plain_transformers_loop(item_texts(items_300, config.text_fields))
+    cosine = (vectors * reference).sum(1)
+    assert cosine.min() >= 0.999
+
+
+def test_nearest_neighbour_shares_a_content_word(items_300):
+    encoder = TextEncoder(MODEL)
+    titles = items_300[S.TITLE].tolist()
+    vectors = encoder.encode(titles)
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -1)
+    stop = {"OF", "SET", "AND", "THE", "WITH", "IN", "A", "3", "2", "6", "12", "4"}
+    shared = [bool((set(titles[i].split()) & set(titles[int(sims[i].argmax())].split())) - stop)
+              for i in range(len(titles))]
+    assert np.mean(shared) > 0.6  # a random pair shares a content word far less often
+    rng = np.random.default_rng(0)
+    random_pairs = [bool((set(titles[i].split()) & set(titles[j].split())) - stop)
+                    for i, j in rng.integers(0, len(titles), size=(300, 2)) if i != j]
+    assert np.mean(shared) > 3 * np.mean(random_pairs)
