@@ -9,7 +9,8 @@ import sys
 from ray_longtail.config import Config, load_config
 from ray_longtail.errors import UserError
 
-STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "run": None}
+STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "discover": "discover",
+                  "profile": "profile", "retrieve": "retrieve", "evaluate": "evaluate", "run": None}
 
 
 def common_parser() -> argparse.ArgumentParser:

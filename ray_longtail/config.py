@@ -69,6 +69,7 @@ class RetrieveConfig:
         default_factory=lambda: ["content", "itemknn", "ease", "als", "popular", "tail_explore"])
     n_per_source: int = 50
     user_batch_size: int = 512
+    use_ray: bool = True  # candidate generation on a Ray Data actor pool over user shards
     itemknn_neighbors: int = 100
     ease_lambda: float = 250.0
     ease_max_items: int = 30000  # EASE needs items² floats; above this it is skipped (ItemKNN/ALS remain)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ray_longtail import __version__
@@ -27,7 +28,9 @@ from ray_longtail.config import Config, config_to_dict
 from ray_longtail.data import schema as S
 from ray_longtail.data.ingest import bundled_paths, ingest
 from ray_longtail.data.split import Cuts, compute_cuts, temporal_split
+from ray_longtail.embed import table_to_vectors
 from ray_longtail.errors import UserError
+from ray_longtail.phase import Phase, build_phase
 from ray_longtail.runtime import ray_session
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,65 @@ class RunContext:
 
     def cuts(self) -> Cuts:
         return Cuts(**self.json("split/cuts.json"))
+
+    def vectors(self) -> np.ndarray:
+        """Item embeddings (n_items, dim) aligned to the catalog order."""
+        if "vectors" not in self.cache:
+            ids, vectors = table_to_vectors(self.store.read_arrow("item_embeddings.parquet"))
+            catalog_ids = self.table("catalog.parquet")[S.ITEM_ID].to_numpy()
+            position = pd.Index(ids).get_indexer(catalog_ids)
+            if (position < 0).any():
+                raise UserError("item_embeddings.parquet does not cover the catalog; rerun embed with --force")
+            self.cache["vectors"] = vectors[position]
+        return self.cache["vectors"]
+
+    def clusters(self) -> np.ndarray:
+        segments = self.table("item_segments.parquet")
+        return segments[S.CLUSTER].to_numpy()
+
+    def phase(self, name: str) -> Phase:
+        """The "fit" (train -> valid) or "eval" (train+valid -> test) phase, built once per process."""
+        key = f"phase:{name}"
+        if key not in self.cache:
+            cuts = self.cuts()
+            if name == "fit":
+                history, labels = self.table("split/train.parquet"), self.table("split/valid.parquet")
+                end = cuts.cut_valid
+            else:
+                history = pd.concat([self.table("split/train.parquet"), self.table("split/valid.parquet")])
+                labels, end = self.table("split/test.parquet"), cuts.cut_test
+            catalog_ids = self.table("catalog.parquet")[S.ITEM_ID].to_numpy()
+            has_clusters = self.store.exists("item_segments.parquet")
+            clusters = self.clusters() if has_clusters else np.zeros(len(catalog_ids), dtype=np.int64)
+            self.cache[key] = build_phase(name, history, labels, end, catalog_ids, self.vectors(), clusters,
+                                          self.config)
+        return self.cache[key]
+
+    def forget_phases(self) -> None:
+        """Drop cached phases (after discover writes the clusters they depend on)."""
+        for key in [k for k in self.cache if k.startswith("phase:")]:
+            del self.cache[key]
+
+    def ids_frame(self, phase_name: str, long: pd.DataFrame) -> pd.DataFrame:
+        """A (user, item) index frame with user_id / item_id strings instead, for artifacts."""
+        history = self.phase(phase_name).history
+        out = long.drop(columns=["user", "item"])
+        out.insert(0, S.ITEM_ID, history.item_ids[long["item"].to_numpy()].astype(str))
+        out.insert(0, S.USER_ID, history.user_ids[long["user"].to_numpy()].astype(str))
+        return out
+
+    def candidates(self, phase_name: str) -> pd.DataFrame:
+        """Long candidate frame (user, item, source, score, rank) of a phase, as indices."""
+        from ray_longtail.stages import CANDIDATES
+
+        artifact = CANDIDATES[phase_name]
+        if artifact not in self.cache:
+            frame = self.table(artifact)
+            history = self.phase(phase_name).history
+            user = history.user_index(frame[S.USER_ID].to_numpy())
+            item = pd.Index(history.item_ids).get_indexer(frame[S.ITEM_ID])
+            self.cache[artifact] = frame.drop(columns=[S.USER_ID, S.ITEM_ID]).assign(user=user, item=item)
+        return self.cache[artifact]
 
 
 @dataclass(frozen=True)
@@ -126,13 +188,26 @@ STAGES: list[Stage] = [
 ]
 
 
-def register(stage: Stage) -> None:
-    """Add a stage at the end of the pipeline (later modules extend the pipeline this way)."""
-    STAGES[:] = [s for s in STAGES if s.name != stage.name] + [stage]
+def _later_stages() -> list[Stage]:
+    from ray_longtail import stages
+
+    return [
+        Stage("discover", ("item_segments.parquet", "clusters.parquet"), stages.stage_discover,
+              needs=("split", "embed")),
+        Stage("profile", ("user_profiles.parquet",), stages.stage_profile, needs=("discover",)),
+        Stage("retrieve", tuple(stages.CANDIDATES.values()), stages.stage_retrieve, needs=("discover",),
+              uses_ray=True),
+        Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
+              needs=("retrieve",)),
+    ]
+
+
+def all_stages() -> list[Stage]:
+    return STAGES + _later_stages()
 
 
 def stage_names() -> list[str]:
-    return [s.name for s in STAGES]
+    return [s.name for s in all_stages()]
 
 
 def _versions() -> dict[str, str]:
@@ -171,7 +246,7 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
     selected = only or (names[: names.index(until) + 1] if until else names)
     store = open_run(config)
     ctx = RunContext(config, store)
-    by_name = {s.name: s for s in STAGES}
+    by_name = {s.name: s for s in all_stages()}
     done: set[str] = set()
     resources = ExitStack()
     ray_entered: list[bool] = []
@@ -208,3 +283,22 @@ def print_summary(store: RunStore, command: str) -> None:
     manifest = store.manifest()
     for name, info in manifest.get("stages", {}).items():
         print(f"{name:<10} {info['seconds']:>8.1f}s  {json.dumps(info['summary'], default=str)[:160]}")
+    if command in ("discover", "run") and store.exists("clusters.parquet"):
+        from ray_longtail.discover import discovery_summary
+
+        print("\nLargest tail-heavy clusters (long-tail discovery):")
+        print(discovery_summary(store.read_table("clusters.parquet")))
+    if command in ("evaluate", "run") and store.exists("metrics.json"):
+        from ray_longtail.evaluate import metrics_table
+
+        metrics = store.read_json("metrics.json")
+        print(f"\nTest window: {metrics['info']['eval_users']} users, catalog {metrics['info']['catalog']} "
+              f"items (head {metrics['info']['head']}, tail {metrics['info']['tail']}, cold {metrics['info']['cold']})")
+        for k in ctx_ks(metrics):
+            print(metrics_table(metrics["systems"], k=k))
+
+
+def ctx_ks(metrics: dict) -> list[int]:
+    """The cut-offs present in a metrics.json (e.g. [10, 20])."""
+    first = next(iter(metrics["systems"].values()))
+    return sorted({int(key.split("@")[1]) for key in first if "@" in key})

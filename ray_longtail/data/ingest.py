@@ -149,8 +149,9 @@ def clean_items(df: pd.DataFrame, source: str, config: DataConfig) -> tuple[pd.D
     df = df[~duplicated]
     conflict = df[S.ITEM_ID].duplicated(keep=False)
     if conflict.any():
-        raise DataError(f"{source}: column 'item_id' repeats with different content, e.g. "
-                        f"{df.loc[conflict, S.ITEM_ID].iloc[0]!r} ({int(conflict.sum())} rows); item ids must be unique")
+        example = df.loc[conflict, S.ITEM_ID].iloc[0]
+        raise DataError(f"{source}: column 'item_id' repeats with different content, e.g. {example!r} "
+                        f"({int(conflict.sum())} rows); item ids must be unique")
     if config.exclude_non_product and "is_standard_stockcode" in df.columns:
         non_product = ~df["is_standard_stockcode"].fillna(True).astype(bool)
         report.drop("non_product", non_product.sum())

@@ -1,0 +1,291 @@
+"""Embedding throughput: a plain in-process TextEncoder loop against the Ray Data stage (`embed_items`).
+
+    python bench/embed_throughput.py [--n N] [--repeats R] [--block-size B] [--batch-size S]
+
+Configurations, all on the first N rows of the bundled items parquet (texts from `item_texts` with the default
+`EmbedConfig().text_fields`), all with 2 torch threads in total:
+
+  (a) plain     `TextEncoder(num_threads=2).encode` in this process, block by block over the same length-sorted
+                blocks that `embed_items` builds (same blocks and batches, so the same padding, as (b)/(c))
+  (b) ray 1x2   `embed_items`, 1 actor x 2 CPUs
+  (c) ray 2x1   `embed_items`, 2 actors x 1 CPU
+
+End to end: wall time of the call: (a) model load + encode; (b)/(c) `embed_items` including actor start-up and model
+load (`ray.init` is done once beforehand and not counted). Steady state: from the first completed block to the last
+one, counting the items after the first block; blocks in flight at that moment count pro rata. Per-block start/end
+times come from a wrapper around `EmbedBatch` (swapped in for the bench only) that appends them to a file.
+
+Runs are interleaved (a, b, c, a, b, c, ...) so that noise from other load spreads over all configurations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+TIMING_ENV = "RAY_LONGTAIL_BENCH_TIMINGS"
+BENCH_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+for _key, _value in BENCH_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+import pandas as pd  # noqa: E402
+
+from ray_longtail import embed as embed_module  # noqa: E402
+from ray_longtail.config import EmbedConfig  # noqa: E402
+from ray_longtail.data.ingest import bundled_paths  # noqa: E402
+from ray_longtail.embed import EmbedBatch, TextEncoder, embed_items, item_texts, table_to_vectors  # noqa: E402
+from ray_longtail.runtime import RAY_ENV  # noqa: E402
+
+
+def _thread_info() -> dict:
+    import torch
+
+    return {"pid": os.getpid(), "torch_threads": torch.get_num_threads(), "nice": os.nice(0),
+            "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def _append(record: dict) -> None:
+    directory = os.environ.get(TIMING_ENV)
+    if directory:
+        with open(Path(directory) / f"{os.getpid()}.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class TimedEmbedBatch(EmbedBatch):
+    """`EmbedBatch` that logs its start-up and every call (wall start/end, process CPU seconds, rows)."""
+
+    def __init__(self, *args, **kwargs):
+        start = time.time()
+        super().__init__(*args, **kwargs)
+        self.actor = uuid.uuid4().hex[:8]
+        _append({"kind": "init", "actor": self.actor, "start": start, "end": time.time()} | _thread_info())
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start, cpu = time.time(), time.process_time()
+        out = super().__call__(batch)
+        _append({"kind": "call", "actor": self.actor, "start": start, "end": time.time(),
+                 "cpu": time.process_time() - cpu, "n": len(out["row"])})
+        return out
+
+
+@dataclass
+class Run:
+    name: str
+    wall: float  # end to end, seconds
+    n: int
+    begin: float  # wall clock when the call started
+    calls: list[dict] = field(default_factory=list)  # per block: actor, start, end, cpu, n
+    inits: list[dict] = field(default_factory=list)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    vectors: np.ndarray | None = None
+
+    @property
+    def e2e(self) -> float:
+        return self.n / self.wall
+
+    @property
+    def first_block(self) -> float:
+        return min(c["end"] for c in self.calls) - self.begin
+
+    @property
+    def steady(self) -> float:
+        """Items/s from the first completed block to the last; in-flight blocks count by the share done after."""
+        t0 = min(c["end"] for c in self.calls)
+        t1 = max(c["end"] for c in self.calls)
+        items = sum(c["n"] * min(1.0, max(0.0, (c["end"] - max(c["start"], t0)) / max(c["end"] - c["start"], 1e-9)))
+                    for c in self.calls)
+        return items / (t1 - t0) if t1 > t0 else float("nan")
+
+    @property
+    def cores(self) -> float:
+        """CPU seconds per wall second inside the encode calls: what the encoder actually got."""
+        return sum(c["cpu"] for c in self.calls) / sum(c["end"] - c["start"] for c in self.calls)
+
+    @property
+    def gaps(self) -> float:
+        """Seconds an actor sat between two of its blocks (per-block overhead outside EmbedBatch), summed."""
+        total = 0.0
+        for actor in {c["actor"] for c in self.calls}:
+            mine = sorted((c for c in self.calls if c["actor"] == actor), key=lambda c: c["start"])
+            total += sum(b["start"] - a["end"] for a, b in zip(mine, mine[1:], strict=False))
+        return total
+
+    @property
+    def startup(self) -> float:
+        """Seconds from the call to the last actor (or the in-process model) being ready."""
+        return max(i["end"] for i in self.inits) - self.begin if self.inits else float("nan")
+
+    @property
+    def tail(self) -> float:
+        """Seconds from the last block's end to the call returning (collection in the driver)."""
+        return self.begin + self.wall - max(c["end"] for c in self.calls)
+
+
+def sorted_blocks(texts: list[str], block_size: int) -> tuple[np.ndarray, list[list[str]]]:
+    """The blocks `embed_items` hands to its actors: texts sorted by length (longest first), cut every block_size."""
+    order = np.argsort(-np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
+    ordered = [texts[i] for i in order]
+    return order, [ordered[i:i + block_size] for i in range(0, len(ordered), block_size)]
+
+
+def run_plain(texts: list[str], config: EmbedConfig) -> Run:
+    begin, start = time.time(), time.perf_counter()
+    encoder = TextEncoder(config.model, max_length=config.max_length, device="cpu", num_threads=2)
+    run = Run("(a) plain", 0.0, len(texts), begin)
+    run.inits.append({"end": time.time()} | _thread_info())
+    parts = []
+    order, blocks = sorted_blocks(texts, config.block_size)
+    for block in blocks:
+        t0, cpu = time.time(), time.process_time()
+        parts.append(encoder.encode(block, batch_size=config.batch_size))
+        run.calls.append({"actor": "main", "start": t0, "end": time.time(), "cpu": time.process_time() - cpu,
+                          "n": len(block)})
+    run.wall = time.perf_counter() - start
+    run.vectors = np.empty_like(np.concatenate(parts))
+    run.vectors[order] = np.concatenate(parts)
+    return run
+
+
+def read_timings(directory: Path) -> tuple[list[dict], list[dict]]:
+    records = []
+    for path in directory.glob("*.jsonl"):
+        records += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        path.unlink()
+    return [r for r in records if r["kind"] == "init"], [r for r in records if r["kind"] == "call"]
+
+
+def run_ray(name: str, catalog: pd.DataFrame, config: EmbedConfig, timings: Path) -> Run:
+    import ray
+
+    deadline = time.time() + 60  # the previous pool's actors must have released their CPUs
+    while ray.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    read_timings(timings)
+    begin, start = time.time(), time.perf_counter()
+    with mock.patch.object(embed_module, "EmbedBatch", TimedEmbedBatch):
+        table = embed_items(catalog, config)
+    run = Run(name, time.perf_counter() - start, len(catalog), begin)
+    run.inits, run.calls = read_timings(timings)
+    run.vectors = table_to_vectors(table)[1]
+    return run
+
+
+def fmt_pair(values: list[float], base: list[float] | None = None, digits: int = 0) -> tuple[str, str]:
+    best, median = max(values), statistics.median(values)
+    text = f"{best:.{digits}f} ({median:.{digits}f})"
+    if base is None:
+        return text, "1.00 (1.00)"
+    return text, f"{best / max(base):.2f} ({median / statistics.median(base):.2f})"
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))) / 1024**2
+    import ray
+    import torch
+    import transformers
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{os.cpu_count()} x {cpu}, {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "
+            f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=None, help="items (first N catalog rows; default: all)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (best and median reported)")
+    parser.add_argument("--block-size", type=int, default=EmbedConfig.block_size, help="rows per Ray Data block")
+    parser.add_argument("--batch-size", type=int, default=EmbedConfig.batch_size, help="texts per forward pass")
+    parser.add_argument("--configs", default="abc", help="which of (a), (b), (c) to run (default: abc)")
+    args = parser.parse_args(argv)
+
+    catalog = pd.read_parquet(bundled_paths()[0])
+    catalog = catalog.head(args.n) if args.n else catalog
+    base = EmbedConfig(block_size=args.block_size, batch_size=args.batch_size, device="cpu")
+    texts = item_texts(catalog, base.text_fields)
+    lengths = np.array([len(t) for t in texts])
+    configs = {"a": ("(a) plain", None, None), "b": ("(b) ray 1x2", 1, 2.0), "c": ("(c) ray 2x1", 2, 1.0)}
+    chosen = [configs[c] for c in args.configs]
+
+    print("## Embedding throughput\n")
+    print(f"- machine: {machine()}")
+    print(f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
+    print(f"- command: `python {' '.join([sys.argv[0], *sys.argv[1:]])}`")
+    print(f"- items: {len(texts)} (text length mean {lengths.mean():.0f}, max {lengths.max()} chars), model "
+          f"{base.model}, max_length {base.max_length}, block size {base.block_size}, batch size {base.batch_size}, "
+          f"repeats {args.repeats}")
+    sys.stdout.flush()
+
+    import ray
+
+    timings = Path(tempfile.mkdtemp(prefix="embed_bench_"))
+    os.environ[TIMING_ENV] = str(timings)
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, log_to_driver=False,
+             logging_level="ERROR",
+             runtime_env={"env_vars": dict(RAY_ENV) | {TIMING_ENV: str(timings)}})
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    init_s = time.perf_counter() - start
+
+    runs: dict[str, list[Run]] = {name: [] for name, _, _ in chosen}
+    details = []
+    try:
+        for repeat in range(args.repeats):
+            for name, actors, cpus in chosen:
+                load = os.getloadavg()
+                if actors is None:
+                    run = run_plain(texts, base)
+                else:
+                    config = EmbedConfig(block_size=base.block_size, batch_size=base.batch_size, num_actors=actors,
+                                         cpus_per_actor=cpus, device="cpu")
+                    run = run_ray(name, catalog, config, timings)
+                runs[name].append(run)
+                threads = "/".join(str(i["torch_threads"]) for i in run.inits)
+                nice = "/".join(str(i["nice"]) for i in run.inits)
+                details.append(f"| {repeat + 1} | {name} | {run.wall:.1f} | {run.startup:.1f} | {run.first_block:.1f} "
+                               f"| {run.e2e:.0f} | {run.steady:.0f} | {run.cores:.2f} | {threads} | {nice} "
+                               f"| {run.gaps:.2f} | {run.tail:.2f} | {load[0]:.2f} |")
+                print(details[-1], file=sys.stderr, flush=True)
+    finally:
+        ray.shutdown()
+
+    reference = runs.get("(a) plain")
+    cosines = [float((run.vectors * reference[0].vectors).sum(1).min()) for done in runs.values() for run in done
+               if reference]
+    print(f"- `ray.init`: {init_s:.1f} s (not counted); min cosine of every run's vectors to (a)'s: "
+          f"{min(cosines) if cosines else float('nan'):.6f}\n")
+    print("| configuration | end to end items/s best (median) | vs (a) | steady items/s best (median) | vs (a) "
+          "| first block after s (median) |")
+    print("|---|---|---|---|---|---|")
+    for name, done in runs.items():
+        e2e, e2e_ratio = fmt_pair([r.e2e for r in done], [r.e2e for r in reference] if reference else None)
+        steady, steady_ratio = fmt_pair([r.steady for r in done], [r.steady for r in reference] if reference else None)
+        first = statistics.median(r.first_block for r in done)
+        print(f"| {name} | {e2e} | {e2e_ratio} | {steady} | {steady_ratio} | {first:.1f} |")
+    print("\nPer run (ratios above: best/best and median/median):\n")
+    print("| repeat | configuration | wall s | ready after s | first block after s | e2e items/s | steady items/s "
+          "| cores used in encode | torch threads | nice | idle between blocks s | tail s | load avg 1 min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(details))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

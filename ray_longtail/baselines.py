@@ -1,0 +1,148 @@
+"""Collaborative baselines, each also a candidate source: MostPopular, ItemKNN, EASE and ALS (`implicit`).
+
+All follow `CandidateSource`: parameters in `__init__`, learned state in `*_` attributes after `fit`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from ray_longtail.candidates import CandidateSource, History, SourceContext
+
+log = logging.getLogger(__name__)
+
+
+class MostPopular(CandidateSource):
+    """Items by distinct users in the history; the same list for everyone."""
+
+    name = "popular"
+
+    def fit(self, history: History, context: SourceContext | None = None) -> MostPopular:
+        self.history_ = history
+        pop = history.popularity().astype(np.float32)
+        self.scores_ = np.log1p(pop)
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        return np.tile(self.scores_, (len(users), 1))
+
+
+class ItemKNN(CandidateSource):
+    """Item-item collaborative filtering: cosine of co-occurrence over history users, top `neighbors` per item.
+
+    score(u, j) = sum over the user's history items i of sim(i, j).
+    """
+
+    name = "itemknn"
+
+    def __init__(self, neighbors: int = 100):
+        self.neighbors = neighbors
+
+    def fit(self, history: History, context: SourceContext | None = None) -> ItemKNN:
+        self.history_ = history
+        X = history.binary.tocsc().astype(np.float32)
+        norms = np.sqrt(np.asarray(X.power(2).sum(axis=0)).ravel())
+        norms[norms == 0] = 1.0
+        Xn = X @ sp.diags(1.0 / norms)
+        sims = (Xn.T @ Xn).tocsr()
+        sims.setdiag(0)
+        sims.eliminate_zeros()
+        self.similarity_ = keep_top_k_per_row(sims, self.neighbors)
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        scores = (self.history_.binary[users] @ self.similarity_).toarray()
+        scores[scores == 0] = -np.inf
+        return scores
+
+
+def keep_top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Sparsify a csr matrix to the k largest entries of each row."""
+    matrix = matrix.tocsr()
+    rows, cols, vals = [], [], []
+    for r in range(matrix.shape[0]):
+        start, end = matrix.indptr[r], matrix.indptr[r + 1]
+        if end == start:
+            continue
+        row_vals = matrix.data[start:end]
+        top = np.argpartition(-row_vals, k - 1)[:k] if end - start > k else np.arange(end - start)
+        rows.append(np.full(len(top), r))
+        cols.append(matrix.indices[start:end][top])
+        vals.append(row_vals[top])
+    if not rows:
+        return sp.csr_matrix(matrix.shape, dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=matrix.shape, dtype=np.float32)
+
+
+class EASE(CandidateSource):
+    """EASE (Steck 2019): B = I - P·diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹, zero diagonal; score = X_u · B.
+
+    Needs an items x items dense matrix (8·m² bytes while inverting): catalogs above `max_items` are restricted
+    to their `max_items` most popular items (the rest get no EASE score; other sources cover them).
+    """
+
+    name = "ease"
+
+    def __init__(self, l2: float = 250.0, max_items: int = 30000):
+        self.l2 = l2
+        self.max_items = max_items
+
+    def fit(self, history: History, context: SourceContext | None = None) -> EASE:
+        self.history_ = history
+        pop = history.popularity()
+        active = np.flatnonzero(pop > 0)
+        if len(active) > self.max_items:
+            log.warning("EASE: %d items with history exceed retrieve.ease_max_items=%d; using the most popular",
+                        len(active), self.max_items)
+            active = np.sort(active[np.argsort(-pop[active], kind="stable")[: self.max_items]])
+        self.items_ = active
+        X = history.binary[:, active]
+        gram = (X.T @ X).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        P = np.linalg.inv(gram)
+        B = P / (-np.diag(P))
+        B[np.diag_indices_from(B)] = 0.0
+        self.weights_ = B.astype(np.float32)
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        scores = np.full((len(users), self.history_.n_items), -np.inf, dtype=np.float32)
+        scores[:, self.items_] = self.history_.binary[users][:, self.items_] @ self.weights_
+        return scores
+
+
+class ALS(CandidateSource):
+    """Implicit-feedback matrix factorisation (Hu et al. 2008) from the `implicit` library; score = uᵀv."""
+
+    name = "als"
+
+    def __init__(self, factors: int = 64, iterations: int = 15, regularization: float = 0.05, alpha: float = 1.0,
+                 seed: int = 0):
+        self.factors = factors
+        self.iterations = iterations
+        self.regularization = regularization
+        self.alpha = alpha
+        self.seed = seed
+
+    def fit(self, history: History, context: SourceContext | None = None) -> ALS:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        self.history_ = history
+        model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
+                                        regularization=self.regularization, alpha=self.alpha,
+                                        random_state=self.seed, calculate_training_loss=False)
+        confidence = history.counts.copy()
+        confidence.data = np.log1p(confidence.data).astype(np.float32)
+        with threadpool_limits(1, "blas"):
+            model.fit(confidence.tocsr(), show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors_[users] @ self.item_factors_.T

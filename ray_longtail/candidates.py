@@ -1,0 +1,129 @@
+"""Shared pieces of every candidate source: the history as sparse user x item matrices, the context of item
+vectors / clusters / segments, and the scikit-learn-shaped `CandidateSource` base class with batched top-n.
+
+A source learns in `fit(history, context) -> self` and keeps learned state in attributes ending in `_`;
+`score_batch(users)` returns dense scores (len(users), n_items) for a batch of user indices, so memory is
+bounded by the batch size, never by users x items.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ray_longtail.data import schema as S
+
+DAY = 86400.0
+
+
+@dataclass
+class History:
+    """Interactions before a cut as matrices over (users with history) x (catalog items).
+
+    binary: csr (n_users, n_items) float32 1/0; counts: csr of interaction counts; last_ts: csr of the last
+    interaction time (unix s) per pair; end_ts: the cut (history covers ts < end_ts).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    binary: sp.csr_matrix
+    counts: sp.csr_matrix
+    last_ts: sp.csr_matrix
+    end_ts: int
+
+    @classmethod
+    def build(cls, events: pd.DataFrame, item_ids: np.ndarray, end_ts: int) -> History:
+        item_index = pd.Index(item_ids)
+        user_ids = np.sort(events[S.USER_ID].unique()).astype(object)
+        u = pd.Index(user_ids).get_indexer(events[S.USER_ID])
+        i = item_index.get_indexer(events[S.ITEM_ID])
+        keep = i >= 0
+        pairs = pd.DataFrame({"u": u[keep], "i": i[keep], "ts": events[S.TIMESTAMP].to_numpy()[keep]})
+        grouped = pairs.groupby(["u", "i"], sort=True).agg(n=("ts", "size"), last=("ts", "max")).reset_index()
+        shape = (len(user_ids), len(item_ids))
+        rows, cols = grouped["u"].to_numpy(), grouped["i"].to_numpy()
+
+        def matrix(values: np.ndarray, dtype: type) -> sp.csr_matrix:
+            return sp.csr_matrix((values.astype(dtype), (rows, cols)), shape=shape)
+
+        return cls(user_ids=user_ids, item_ids=np.asarray(item_ids, dtype=object),
+                   binary=matrix(np.ones(len(grouped)), np.float32), counts=matrix(grouped["n"].to_numpy(), np.float32),
+                   last_ts=matrix(grouped["last"].to_numpy(), np.float64), end_ts=int(end_ts))
+
+    @property
+    def n_users(self) -> int:
+        return self.binary.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.binary.shape[1]
+
+    def user_index(self, user_ids: np.ndarray | list[str]) -> np.ndarray:
+        """Row index of each user id, -1 for users without history."""
+        return pd.Index(self.user_ids).get_indexer(pd.Index(user_ids))
+
+    def popularity(self) -> np.ndarray:
+        """Distinct users per item, (n_items,) int64."""
+        return np.asarray(self.binary.getnnz(axis=0), dtype=np.int64)
+
+
+@dataclass
+class SourceContext:
+    """What content-aware sources need besides the history (all aligned to `History.item_ids`).
+
+    vectors: (n_items, dim) unit float32; clusters: (n_items,) int; is_tail: (n_items,) bool;
+    profiles: (n_users, dim) unit float32 user vectors aligned to `History.user_ids`.
+    """
+
+    vectors: np.ndarray
+    clusters: np.ndarray
+    is_tail: np.ndarray
+    profiles: np.ndarray
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n of a dense (b, m) score matrix: (items (b, n) int64 padded with -1, scores float32).
+
+    Entries equal to -inf are never returned; ties are broken by the lower item index.
+    """
+    b, m = scores.shape
+    n_eff = min(n, m)
+    if n_eff == 0:
+        return np.full((b, n), -1, dtype=np.int64), np.full((b, n), -np.inf, dtype=np.float32)
+    part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff] if n_eff < m else np.tile(np.arange(m), (b, 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    items = np.take_along_axis(part, order, axis=1)
+    values = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    items = np.where(np.isfinite(values), items, -1)
+    if n_eff < n:
+        items = np.pad(items, ((0, 0), (0, n - n_eff)), constant_values=-1)
+        values = np.pad(values, ((0, 0), (0, n - n_eff)), constant_values=-np.inf)
+    return items, values
+
+
+class CandidateSource(ABC):
+    """Base class: subclasses set `name`, implement `fit` (storing `history_`) and `score_batch`."""
+
+    name = "source"
+    history_: History
+
+    @abstractmethod
+    def fit(self, history: History, context: SourceContext) -> CandidateSource:
+        """Learn from the history; return self."""
+
+    @abstractmethod
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        """Dense float32 scores (len(users), n_items); -inf marks items the source does not propose."""
+
+    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n items and scores for user indices `users`: ((b, n) int64 padded -1, (b, n) float32)."""
+        scores = np.asarray(self.score_batch(users), dtype=np.float32)
+        if exclude_seen:
+            seen = self.history_.binary[users]
+            scores[seen.nonzero()] = -np.inf
+        return top_n(scores, n)

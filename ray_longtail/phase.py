@@ -1,0 +1,70 @@
+"""The protocol's two phases as one object each.
+
+- "fit":  history = train (ts < cut_valid), labels = valid window  -> the ranker learns here, tune scores here.
+- "eval": history = train + valid (ts < cut_test), labels = test window -> the reported metrics.
+
+A `Phase` holds the history matrices, popularity segments, user profiles and source context computed on its
+own history (never on its label window), and the evaluated users with their ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ray_longtail.candidates import History, SourceContext
+from ray_longtail.config import Config
+from ray_longtail.data import schema as S
+from ray_longtail.discover import segment_items
+from ray_longtail.profile import user_profiles
+
+
+@dataclass
+class Phase:
+    name: str
+    history: History
+    segments: pd.DataFrame  # item_id, popularity, segment (catalog order)
+    context: SourceContext
+    users: np.ndarray  # evaluated user indices into history.user_ids (history and non-empty truth)
+    truth: sp.csr_matrix  # (len(users), n_items) binary ground truth
+
+    @property
+    def is_tail(self) -> np.ndarray:
+        return (self.segments[S.SEGMENT] != S.HEAD).to_numpy()
+
+    @property
+    def is_cold(self) -> np.ndarray:
+        return (self.segments[S.SEGMENT] == S.COLD).to_numpy()
+
+
+def ground_truth(labels: pd.DataFrame, history: History, exclude_seen: bool) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Users with history and a non-empty ground truth G_u (distinct label-window items, minus history items
+    when `exclude_seen`): (user indices, csr (n_users_eval, n_items))."""
+    u = history.user_index(labels[S.USER_ID].to_numpy())
+    i = pd.Index(history.item_ids).get_indexer(labels[S.ITEM_ID])
+    keep = (u >= 0) & (i >= 0)
+    full = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (u[keep], i[keep])),
+                         shape=(history.n_users, history.n_items))
+    full.data[:] = 1.0
+    full.sum_duplicates()
+    full.data[:] = 1.0
+    if exclude_seen:
+        full = full - full.multiply(history.binary)
+        full.eliminate_zeros()
+    users = np.flatnonzero(full.getnnz(axis=1) > 0)
+    return users, full[users].tocsr()
+
+
+def build_phase(name: str, history_events: pd.DataFrame, label_events: pd.DataFrame, end_ts: int,
+                item_ids: np.ndarray, vectors: np.ndarray, clusters: np.ndarray, config: Config) -> Phase:
+    """Everything a phase needs, computed from `history_events` only (labels only give the ground truth)."""
+    history = History.build(history_events, item_ids, end_ts)
+    segments = segment_items(item_ids, history.popularity(), config.discover.head_share)
+    profiles = user_profiles(history, vectors, config.profile.half_life_days, config.profile.max_history)
+    context = SourceContext(vectors=vectors, clusters=clusters,
+                            is_tail=(segments[S.SEGMENT] != S.HEAD).to_numpy(), profiles=profiles)
+    users, truth = ground_truth(label_events, history, config.eval.exclude_seen)
+    return Phase(name=name, history=history, segments=segments, context=context, users=users, truth=truth)

@@ -1,0 +1,177 @@
+"""Retrieve: content sources (ContentKNN, TailExplore), the source registry, and the candidate union.
+
+`candidate_union` runs every source over batches of users and returns one long frame
+(user, item, source, score, rank); `wide_candidates` pivots it to one row per (user, item) with each source's
+score and rank as columns (a missing rank is `n + 1`, a missing score NaN). `candidates_on_ray` runs the same
+batches on a Ray Data actor pool over user shards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ray_longtail.baselines import ALS, EASE, ItemKNN, MostPopular
+from ray_longtail.candidates import CandidateSource, History, SourceContext
+from ray_longtail.config import RetrieveConfig
+from ray_longtail.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class ContentKNN(CandidateSource):
+    """Cosine of item embeddings to the user's profile vector."""
+
+    name = "content"
+
+    def fit(self, history: History, context: SourceContext) -> ContentKNN:
+        self.history_ = history
+        self.vectors_ = context.vectors
+        self.profiles_ = context.profiles
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        return self.profiles_[users] @ self.vectors_.T
+
+
+class TailExplore(CandidateSource):
+    """Tail and cold items nearest to the user's profile, within the user's `n_clusters` strongest clusters
+    (cluster strength = the user's history items per cluster)."""
+
+    name = "tail_explore"
+
+    def __init__(self, n_clusters: int = 3):
+        self.n_clusters = n_clusters
+
+    def fit(self, history: History, context: SourceContext) -> TailExplore:
+        self.history_ = history
+        self.vectors_ = context.vectors
+        self.profiles_ = context.profiles
+        self.clusters_ = np.asarray(context.clusters, dtype=np.int64)
+        self.is_tail_ = np.asarray(context.is_tail, dtype=bool)
+        n_clusters = int(self.clusters_.max()) + 1 if len(self.clusters_) else 1
+        onehot = np.zeros((history.n_items, n_clusters), dtype=np.float32)
+        onehot[np.arange(history.n_items), self.clusters_] = 1.0
+        self.user_clusters_ = np.asarray(history.binary @ onehot)
+        return self
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        strength = self.user_clusters_[users]
+        c = min(self.n_clusters, strength.shape[1])
+        top = np.argpartition(-strength, c - 1, axis=1)[:, :c]
+        top = np.where(np.take_along_axis(strength, top, axis=1) > 0, top, -1)
+        allowed = np.zeros_like(strength, dtype=bool)
+        np.put_along_axis(allowed, np.maximum(top, 0), top >= 0, axis=1)
+        mask = allowed[:, self.clusters_] & self.is_tail_[None, :]
+        scores = self.profiles_[users] @ self.vectors_.T
+        scores[~mask] = -np.inf
+        return scores
+
+
+SOURCES = {"content": ContentKNN, "itemknn": ItemKNN, "ease": EASE, "als": ALS, "popular": MostPopular,
+           "tail_explore": TailExplore}
+
+
+def make_sources(config: RetrieveConfig, seed: int = 0, names: list[str] | None = None) -> list[CandidateSource]:
+    """Unfitted sources named in `names` (default `config.sources`), with their parameters from the config."""
+    made: list[CandidateSource] = []
+    for name in config.sources if names is None else names:
+        if name not in SOURCES:
+            raise ConfigError(f"retrieve.sources: unknown source {name!r}; known: {', '.join(SOURCES)}")
+        if name == "itemknn":
+            made.append(ItemKNN(neighbors=config.itemknn_neighbors))
+        elif name == "ease":
+            made.append(EASE(l2=config.ease_lambda, max_items=config.ease_max_items))
+        elif name == "als":
+            made.append(ALS(factors=config.als_factors, iterations=config.als_iterations,
+                            regularization=config.als_regularization, seed=seed))
+        elif name == "tail_explore":
+            made.append(TailExplore(n_clusters=config.tail_explore_clusters))
+        else:
+            made.append(SOURCES[name]())
+    return made
+
+
+def fit_sources(sources: Iterable[CandidateSource], history: History, context: SourceContext) -> list:
+    fitted = []
+    for source in sources:
+        fitted.append(source.fit(history, context))
+        log.info("fitted source %s", source.name)
+    return fitted
+
+
+def batch_candidates(sources: list[CandidateSource], users: np.ndarray, n: int,
+                     exclude_seen: bool = True) -> pd.DataFrame:
+    """Long frame (user, item, source, score, rank) of every source's top-n for one batch of user indices."""
+    frames = []
+    for source in sources:
+        items, scores = source.candidates(users, n, exclude_seen=exclude_seen)
+        valid = items >= 0
+        rows = np.nonzero(valid)
+        frames.append(pd.DataFrame({
+            "user": users[rows[0]].astype(np.int64), "item": items[valid].astype(np.int64),
+            "source": source.name, "score": scores[valid].astype(np.float32),
+            "rank": (rows[1] + 1).astype(np.int32)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def candidate_union(sources: list[CandidateSource], users: np.ndarray, n: int, batch_size: int = 512,
+                    exclude_seen: bool = True) -> pd.DataFrame:
+    """Every source's top-n for all `users` (user indices), computed in batches of `batch_size` users."""
+    parts = [batch_candidates(sources, users[i:i + batch_size], n, exclude_seen)
+             for i in range(0, len(users), batch_size)]
+    return pd.concat(parts, ignore_index=True) if parts else batch_candidates(sources, users[:0], n)
+
+
+class CandidateBatch:
+    """Ray Data callable class: holds the fitted sources (deserialised once per actor), scores user shards."""
+
+    def __init__(self, sources: list[CandidateSource], n: int, exclude_seen: bool):
+        self.sources, self.n, self.exclude_seen = sources, n, exclude_seen
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
+        return batch_candidates(self.sources, np.asarray(batch["user"], dtype=np.int64), self.n, self.exclude_seen)
+
+
+def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int, batch_size: int = 512,
+                      exclude_seen: bool = True, num_actors: int = 1) -> pd.DataFrame:
+    """`candidate_union` on a Ray Data actor pool over user shards (same output, rows in any order)."""
+    import ray
+
+    dataset = ray.data.from_items([{"user": int(u)} for u in users], override_num_blocks=max(
+        1, min(64, -(-len(users) // batch_size))))
+    out = dataset.map_batches(
+        CandidateBatch, fn_constructor_args=(sources, n, exclude_seen), batch_size=batch_size,
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=1)
+    frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
+    return pd.concat(frames, ignore_index=True) if frames else batch_candidates(sources, users[:0], n)
+
+
+def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:
+    """One row per (user, item): `score_<source>` (NaN if absent) and `rank_<source>` (n + 1 if absent)."""
+    if long.empty:
+        columns = ["user", "item"] + [f"{p}_{s}" for s in source_names for p in ("score", "rank")]
+        return pd.DataFrame(columns=columns)
+    wide = long.pivot_table(index=["user", "item"], columns="source", values=["score", "rank"], aggfunc="first")
+    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
+    wide = wide.reset_index()
+    for name in source_names:
+        if f"score_{name}" not in wide:
+            wide[f"score_{name}"] = np.nan
+        wide[f"rank_{name}"] = wide.get(f"rank_{name}", pd.Series(np.nan, index=wide.index)).fillna(n + 1)
+        wide[f"rank_{name}"] = wide[f"rank_{name}"].astype(np.int32)
+    return wide.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+
+
+def reciprocal_rank_blend(wide: pd.DataFrame, source_names: list[str], k: float = 60.0) -> np.ndarray:
+    """The pre-ranker final score: reciprocal rank fusion, Σ_s 1 / (k + rank_s) over sources that propose
+    the item (Cormack et al. 2009) — robust to the sources' incomparable score scales."""
+    total = np.zeros(len(wide), dtype=np.float64)
+    for name in source_names:
+        score = wide[f"score_{name}"].to_numpy()
+        rank = wide[f"rank_{name}"].to_numpy(dtype=np.float64)
+        total += np.where(np.isnan(score), 0.0, 1.0 / (k + rank))
+    return total
