@@ -6,6 +6,7 @@ All follow `CandidateSource`: parameters in `__init__`, learned state in `*_` at
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -138,7 +139,8 @@ class ALS(CandidateSource):
                                         random_state=self.seed, calculate_training_loss=False)
         confidence = history.counts.copy()
         confidence.data = np.log1p(confidence.data).astype(np.float32)
-        with threadpool_limits(1, "blas"):
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*OpenBLAS is configured.*")
             model.fit(confidence.tocsr(), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)

@@ -61,7 +61,7 @@ def cluster_labels(texts: list[str], labels: np.ndarray, n_terms: int = 4) -> di
         rows = tfidf[labels == cluster]
         lift = np.asarray(rows.mean(axis=0)).ravel() - overall
         top = np.argsort(-lift)[:n_terms]
-        out[int(cluster)] = " / ".join(terms[i] for i in top if lift[i] > 0)
+        out[int(cluster)] = " / ".join(terms[i] for i in top if lift[i] > 0) or "(no text)"
     return out
 
 

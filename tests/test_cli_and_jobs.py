@@ -11,7 +11,9 @@ import pytest
 from ray_longtail.artifacts import RunStore
 
 RUN_ARTIFACTS = ["manifest.json", "ingest_report.json", "catalog.parquet", "interactions.parquet",
-                 "split/train.parquet", "split/valid.parquet", "split/test.parquet", "item_embeddings.parquet"]
+                 "split/train.parquet", "split/valid.parquet", "split/test.parquet", "item_embeddings.parquet",
+                 "item_segments.parquet", "clusters.parquet", "user_profiles.parquet", "candidates.parquet",
+                 "recommendations.parquet", "metrics.json", "report.md"]
 CLI = str(Path(sys.executable).with_name("ray-longtail"))
 
 
@@ -38,7 +40,7 @@ def test_run_writes_every_artifact_and_prints_the_run_dir_last(cli_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["data"]["items"].endswith("items.parquet")
     assert manifest["inputs"]["items"]["bytes"] > 0 and manifest["versions"]["ray"]
-    assert set(manifest["stages"]) >= {"ingest", "split", "embed"}
+    assert set(manifest["stages"]) >= {"ingest", "split", "embed", "discover", "retrieve", "evaluate"}
     assert not list(run_dir.rglob("*.tmp-*"))
 
 
@@ -67,3 +69,78 @@ def test_embed_job_via_ray_job_submit(ray_head, bundled_slice, tmp_path):
     store = RunStore(str(tmp_path), "job")
     embeddings = store.read_arrow("item_embeddings.parquet")
     assert embeddings.num_rows == len(store.read_table("catalog.parquet")) > 100
+
+
+METRICS = ["recall", "ndcg", "hit", "tail_recall", "cold_recall", "coverage", "aplt", "gini", "novelty"]
+SYSTEMS = ["MostPopular", "ItemKNN", "EASE", "ALS", "ContentKNN", "TailExplore", "system"]
+
+
+def recompute_from_artifacts(run_dir, k):
+    """Every metric of the final list from recommendations.parquet and the split files, written directly
+    from DESIGN.md's definitions with pandas (independent of ray_longtail.metrics)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    catalog = pd.read_parquet(run_dir / "catalog.parquet")["item_id"]
+    history = pd.concat([pd.read_parquet(run_dir / f"split/{p}.parquet") for p in ("train", "valid")])
+    test = pd.read_parquet(run_dir / "split/test.parquet")
+    pop = history.groupby("item_id")["user_id"].nunique().reindex(catalog, fill_value=0)
+    order = sorted(catalog, key=lambda i: (-pop[i], i))
+    head = set(order[: math.ceil(0.2 * len(catalog))])
+    cold = set(pop[pop == 0].index)
+    seen = history.groupby("user_id")["item_id"].agg(set)
+    truth = {u: set(g) - seen.get(u, set()) for u, g in test.groupby("user_id")["item_id"]}
+    truth = {u: g for u, g in truth.items() if g and u in seen.index}
+    lists = {u: g.sort_values("rank")["item_id"].tolist()[:k] for u, g in recs.groupby("user_id")}
+    assert set(lists) == set(truth)
+    rows = []
+    for u, g in truth.items():
+        r = lists[u]
+        hits = [i in g for i in r]
+        ideal = sum(1 / math.log2(j + 2) for j in range(min(len(g), k)))
+        gt, gc = g - head, g & cold
+        rows.append({"recall": sum(hits) / len(g), "hit": float(any(hits)),
+                     "ndcg": sum(1 / math.log2(j + 2) for j, h in enumerate(hits) if h) / ideal,
+                     "tail_recall": len(set(r) & gt) / len(gt) if gt else np.nan,
+                     "cold_recall": len(set(r) & gc) / len(gc) if gc else np.nan,
+                     "aplt": len(set(r) - head) / k})
+    frame = pd.DataFrame(rows)
+    out = {m: float(frame[m].mean()) for m in ["recall", "hit", "ndcg", "tail_recall", "aplt"]}
+    out["cold_recall"] = float(frame["cold_recall"].mean()) if frame["cold_recall"].notna().any() else 0.0
+    exposure = pd.Series([i for r in lists.values() for i in r]).value_counts().reindex(catalog, fill_value=0)
+    x = np.sort(exposure.to_numpy())
+    n = len(x)
+    out["gini"] = float(((2 * np.arange(1, n + 1) - n - 1) * x).sum() / (n * x.sum()))
+    out["coverage"] = float((exposure > 0).sum() / len(catalog))
+    n_hist = history["user_id"].nunique()
+    out["novelty"] = float(np.mean([-math.log2((pop[i] + 1) / (n_hist + 1)) for r in lists.values() for i in r]))
+    return out
+
+
+def test_metrics_json_has_every_metric_and_matches_recomputation(cli_run):
+    _, first, run_dir = cli_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"cut_valid", "cut_test", "catalog", "head", "eval_users"} <= set(metrics["info"])
+    for system in SYSTEMS:
+        for k in (10, 20):
+            for metric in METRICS:
+                assert f"{metric}@{k}" in metrics["systems"][system], (system, metric, k)
+    for k in (10, 20):
+        expected = recompute_from_artifacts(run_dir, k)
+        for metric, value in expected.items():
+            assert metrics["systems"]["system"][f"{metric}@{k}"] == pytest.approx(value, rel=1e-6, abs=1e-9), metric
+    assert "ndcg@10" in first.stdout and "EASE" in first.stdout
+
+
+def test_content_sources_find_more_tail_than_collaborative_ones(cli_run):
+    _, _, run_dir = cli_run
+    systems = json.loads((run_dir / "metrics.json").read_text())["systems"]
+    for content in ("TailExplore", "ContentKNN"):
+        for collaborative in ("ItemKNN", "MostPopular"):
+            assert systems[content]["tail_recall@10"] > systems[collaborative]["tail_recall@10"]
+    recall = json.loads((run_dir / "metrics.json").read_text())["candidate_recall"]
+    assert recall["union"]["recall"] >= max(v["recall"] for s, v in recall.items() if s != "union")
+    assert (run_dir / "report.md").exists() and (run_dir / "plots" / "exposure_by_decile.png").exists()

@@ -1,0 +1,122 @@
+"""Segments, profiles and every candidate source on hand-made matrices and a real slice (no Ray)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ray_longtail.baselines import EASE, ItemKNN, MostPopular
+from ray_longtail.candidates import DAY, History, SourceContext, top_n
+from ray_longtail.config import RetrieveConfig
+from ray_longtail.data import schema as S
+from ray_longtail.data.ingest import bundled_paths
+from ray_longtail.discover import cluster_items, segment_items
+from ray_longtail.embed import TextEncoder, item_texts
+from ray_longtail.profile import recency_weights, user_profiles
+from ray_longtail.retrieve import candidate_union, make_sources, reciprocal_rank_blend, wide_candidates
+
+
+def events(pairs, ts=1000):
+    return pd.DataFrame({S.USER_ID: [u for u, _ in pairs], S.ITEM_ID: [i for _, i in pairs],
+                         S.TIMESTAMP: [ts] * len(pairs)})
+
+
+def test_segments_head_size_ties_and_cold():
+    ids = np.array(["b", "a", "d", "c", "e", "f", "g", "h", "i", "j", "k"])
+    pop = np.array([5, 5, 3, 3, 3, 1, 0, 0, 2, 0, 1])
+    seg = segment_items(ids, pop, 0.2).set_index(S.ITEM_ID)[S.SEGMENT]
+    assert (seg == S.HEAD).sum() == math.ceil(0.2 * 11) == 3
+    assert list(seg[seg == S.HEAD].index) == ["b", "a", "c"]  # ties at 3 broken by item_id: c < d < e
+    assert set(seg[seg == S.COLD].index) == {"g", "h", "j"}
+    assert seg[pop == 0].isin([S.COLD]).all() and not seg[seg == S.COLD].index.isin(["b", "a", "c"]).any()
+
+
+def test_itemknn_hand_computed_order():
+    # users x items:  u1: A B   u2: A B C   u3: C D   u4: A      (A: 3 users, B: 2, C: 2, D: 1)
+    # cos(A,B) = 2/sqrt(3*2) = .816, cos(A,C) = 1/sqrt(3*2) = .408, cos(B,C) = 1/2, cos(C,D) = 1/sqrt(2*1) = .707
+    history = History.build(events([("u1", "A"), ("u1", "B"), ("u2", "A"), ("u2", "B"), ("u2", "C"),
+                                    ("u3", "C"), ("u3", "D"), ("u4", "A")]), np.array(["A", "B", "C", "D"]), 2000)
+    knn = ItemKNN(neighbors=10).fit(history)
+    np.testing.assert_allclose(knn.similarity_.toarray()[2], [1 / math.sqrt(6), 0.5, 0, 1 / math.sqrt(2)], rtol=1e-6)
+    u4 = history.user_index(["u4"])
+    items, scores = knn.candidates(u4, 3)
+    # u4 has A: B (.816) > C (.408); D never co-occurs with A -> not proposed
+    assert items[0].tolist() == [1, 2, -1]
+    np.testing.assert_allclose(scores[0, :2], [2 / math.sqrt(6), 1 / math.sqrt(6)], rtol=1e-6)
+
+
+def test_ease_matches_closed_form():
+    rng = np.random.default_rng(0)
+    pairs = [(f"u{u}", f"i{i}") for u in range(30) for i in range(8) if rng.random() < 0.4]
+    history = History.build(events(pairs), np.array([f"i{i}" for i in range(8)]), 2000)
+    ease = EASE(l2=2.0).fit(history)
+    X = history.binary.toarray().astype(np.float64)
+    P = np.linalg.inv(X.T @ X + 2.0 * np.eye(8))
+    B = np.eye(8) - P / np.diag(P)
+    np.fill_diagonal(B, 0)
+    np.testing.assert_allclose(ease.score_batch(np.arange(5)), X[:5] @ B, rtol=1e-4, atol=1e-5)
+
+
+def test_top_n_ties_padding_and_minus_inf():
+    scores = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, -np.inf, 0.5, -np.inf]], dtype=np.float32)
+    items, values = top_n(scores, 3)
+    assert items.tolist() == [[1, 2, 0], [2, -1, -1]]
+    assert values[0].tolist() == [3.0, 3.0, 1.0]
+
+
+def test_recency_weights_half_life_and_max_history():
+    frame = pd.DataFrame({S.USER_ID: ["u"] * 3, S.ITEM_ID: ["a", "b", "c"],
+                          S.TIMESTAMP: [int(100 * DAY - 10 * DAY), int(100 * DAY - 20 * DAY), int(100 * DAY - 1)]})
+    history = History.build(frame, np.array(["a", "b", "c"]), int(100 * DAY))
+    weights = recency_weights(history, half_life_days=10, max_history=2).toarray()[0]
+    np.testing.assert_allclose(weights, [0.5, 0.0, 0.5 ** (1 / 864000)], rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def real_slice():
+    """600 real items, the interactions of their users, real MiniLM embeddings."""
+    items = pd.read_parquet(bundled_paths()[0])
+    items = items[items["is_standard_stockcode"] & (items[S.TITLE] != "")].head(600).reset_index(drop=True)
+    events_ = pd.read_parquet(bundled_paths()[1])
+    events_ = events_[events_[S.ITEM_ID].isin(items[S.ITEM_ID])]
+    end = int(events_[S.TIMESTAMP].quantile(0.8))
+    history = History.build(events_[events_[S.TIMESTAMP] < end], items[S.ITEM_ID].to_numpy(), end)
+    vectors = TextEncoder("sentence-transformers/all-MiniLM-L6-v2").encode(item_texts(items, ["title"]))
+    segments = segment_items(history.item_ids, history.popularity())
+    labels, _ = cluster_items(vectors, 12)
+    context = SourceContext(vectors=vectors, clusters=labels, is_tail=(segments[S.SEGMENT] != S.HEAD).to_numpy(),
+                            profiles=user_profiles(history, vectors))
+    return history, context
+
+
+def test_every_source_respects_n_and_never_returns_history_items(real_slice):
+    history, context = real_slice
+    users = np.arange(0, history.n_users, 3)
+    sources = [s.fit(history, context) for s in make_sources(RetrieveConfig(als_iterations=3))]
+    long = candidate_union(sources, users, n=20, batch_size=64)
+    assert set(long["source"]) == {"content", "itemknn", "ease", "als", "popular", "tail_explore"}
+    per_user = long.groupby(["source", "user"]).size()
+    assert per_user.max() <= 20
+    seen = set(zip(*history.binary.nonzero(), strict=True))
+    assert not any((u, i) in seen for u, i in zip(long["user"], long["item"], strict=True))
+    assert not long.duplicated(["source", "user", "item"]).any()
+    tail = long[long["source"] == "tail_explore"]
+    assert context.is_tail[tail["item"].to_numpy()].all()
+    popular = long[long["source"] == "popular"]
+    pop = history.popularity()
+    np.testing.assert_allclose(popular["score"], np.log1p(pop[popular["item"]]), rtol=1e-6)
+    assert (popular.groupby("user")["score"].diff().dropna() <= 0).all()
+    wide = wide_candidates(long, ["content", "ease"], 20)
+    assert (wide["rank_content"] <= 21).all() and wide[["user", "item"]].duplicated().sum() == 0
+    blend = reciprocal_rank_blend(wide, ["content", "ease"])
+    both = wide["score_content"].notna() & wide["score_ease"].notna()
+    assert (blend[both] > blend[~both].max() - 1 / 61).all() or not both.any()
+
+
+def test_most_popular_orders_by_distinct_users(real_slice):
+    history, context = real_slice
+    popular = MostPopular().fit(history, context)
+    items, _ = popular.candidates(np.array([0]), 5, exclude_seen=False)
+    pop = history.popularity()
+    assert (np.diff(pop[items[0]]) <= 0).all() and pop[items[0][0]] == pop.max()
