@@ -174,6 +174,19 @@ class Run:
         return max(i["end"] for i in self.inits) - self.begin if self.inits else float("nan")
 
     @property
+    def spawned(self) -> float:
+        """Seconds from the call to the first actor's `__init__` (worker process up, class deserialised)."""
+        return min(i["start"] for i in self.inits) - self.begin
+
+    @property
+    def split(self) -> str:
+        """Blocks per actor."""
+        counts: dict[str, int] = {}
+        for call in self.calls:
+            counts[call["actor"]] = counts.get(call["actor"], 0) + 1
+        return "/".join(str(v) for v in sorted(counts.values(), reverse=True))
+
+    @property
     def tail(self) -> float:
         """Seconds from the last block's end to the call returning (collection in the driver)."""
         return self.begin + self.wall - max(c["end"] for c in self.calls)
@@ -312,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(run)
                 threads = "/".join(str(i["torch_threads"]) for i in run.inits)
                 nice = "/".join(str(i["nice"]) for i in run.inits)
-                details.append(f"| {repeat + 1} | {name} | {run.wall:.1f} | {run.startup:.1f} | {run.first_block:.1f} "
+                details.append(f"| {repeat + 1} | {name} | {run.wall:.1f} | {run.spawned:.1f} | {run.startup:.1f} "
+                               f"| {run.first_block:.1f} | {run.split} "
                                f"| {run.e2e:.0f} | {run.steady:.0f} | {run.cores:.2f} | {threads} | {nice} "
                                f"| {run.gaps:.2f} | {run.tail:.2f} | {run.cpu['driver']:.1f} | {run.cpu['ray']:.1f} "
                                f"| {run.cpu['actors']:.1f} | {run.cpu['other'] / run.wall:.2f} |")
@@ -336,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         first = statistics.median(r.first_block for r in done)
         print(f"| {name} | {e2e} | {e2e_ratio} | {steady} | {steady_ratio} | {first:.1f} |")
     print("\nPer run (ratios above: best/best and median/median):\n")
-    print("| repeat | configuration | wall s | ready after s | first block after s | e2e items/s | steady items/s "
+    print("| repeat | configuration | wall s | init starts after s | ready after s | first block after s "
+          "| blocks per actor | e2e items/s | steady items/s "
           "| cores used in encode | torch threads | nice | idle between blocks s | tail s | CPU s: driver | Ray procs "
           "| actors | other users (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(details))
     return 0
 

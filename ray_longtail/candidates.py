@@ -25,7 +25,8 @@ class History:
     """Interactions before a cut as matrices over (users with history) x (catalog items).
 
     binary: csr (n_users, n_items) float32 1/0; counts: csr of interaction counts; last_ts: csr of the last
-    interaction time (unix s) per pair; end_ts: the cut (history covers ts < end_ts).
+    interaction time (unix s) per pair; item_first_ts: (n_items,) first interaction per item (NaN if none);
+    end_ts: the cut (history covers ts < end_ts).
     """
 
     user_ids: np.ndarray
@@ -33,6 +34,7 @@ class History:
     binary: sp.csr_matrix
     counts: sp.csr_matrix
     last_ts: sp.csr_matrix
+    item_first_ts: np.ndarray
     end_ts: int
 
     @classmethod
@@ -44,6 +46,9 @@ class History:
         keep = i >= 0
         pairs = pd.DataFrame({"u": u[keep], "i": i[keep], "ts": events[S.TIMESTAMP].to_numpy()[keep]})
         grouped = pairs.groupby(["u", "i"], sort=True).agg(n=("ts", "size"), last=("ts", "max")).reset_index()
+        item_first_ts = np.full(len(item_ids), np.nan)
+        first = pairs.groupby("i")["ts"].min()
+        item_first_ts[first.index.to_numpy()] = first.to_numpy()
         shape = (len(user_ids), len(item_ids))
         rows, cols = grouped["u"].to_numpy(), grouped["i"].to_numpy()
 
@@ -52,7 +57,8 @@ class History:
 
         return cls(user_ids=user_ids, item_ids=np.asarray(item_ids, dtype=object),
                    binary=matrix(np.ones(len(grouped)), np.float32), counts=matrix(grouped["n"].to_numpy(), np.float32),
-                   last_ts=matrix(grouped["last"].to_numpy(), np.float64), end_ts=int(end_ts))
+                   last_ts=matrix(grouped["last"].to_numpy(), np.float64), item_first_ts=item_first_ts,
+                   end_ts=int(end_ts))
 
     @property
     def n_users(self) -> int:

@@ -92,11 +92,15 @@ class RankConfig:
     early_stopping_rounds: int = 20
     last_n_history: int = 20
     max_train_users: int = 20000
+    holdout_share: float = 0.2  # fit-phase users held out for early stopping and tail_weight selection
+    score_on_ray: bool = True  # batch scoring as Ray Data map_batches
+    storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp
 
 
 @dataclass(frozen=True)
 class RerankConfig:
     tail_weight: float = 0.3
+    select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (tune objective)
     method: str = "xquad"  # xquad | mmr
     depth: int = 50
 
@@ -113,6 +117,7 @@ class TuneConfig:
     num_samples: int = 12
     max_concurrent: int = 1
     tail_recall_floor_ratio: float = 2.0  # floor = ratio × ItemKNN's TailRecall@10 on valid
+    objective: str = "ndcg@10"  # metric maximised subject to the tail-recall floor
     seed: int = 0
 
 

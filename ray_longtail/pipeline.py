@@ -197,8 +197,12 @@ def _later_stages() -> list[Stage]:
         Stage("profile", ("user_profiles.parquet",), stages.stage_profile, needs=("discover",)),
         Stage("retrieve", tuple(stages.CANDIDATES.values()), stages.stage_retrieve, needs=("discover",),
               uses_ray=True),
+        Stage("features", (*stages.FEATURES.values(), "feature_names.json"), stages.stage_features,
+              needs=("retrieve",), uses_ray=True),
+        Stage("rank", ("ranker/_SUCCESS", "ranker/selection.json"), stages.stage_rank, needs=("features",),
+              uses_ray=True),
         Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
-              needs=("retrieve",)),
+              needs=("features", "rank"), uses_ray=True),
     ]
 
 

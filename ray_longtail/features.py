@@ -1,0 +1,150 @@
+"""Features: one row per (user, candidate) for the ranker, computed from a phase's history only.
+
+Columns: every source's score (NaN = not proposed: XGBoost's missing value) and rank (n + 1 = not proposed),
+n_sources, user-item cosine, max/mean cosine to the user's last N history items, log popularity, tail/cold
+flags, cluster tail share, item age (days since its first interaction in the history; catalog dates are
+not used: offline they are often derived from the whole log, label windows included), price relative to the user's median price, category and brand match
+with the history, user activity and recency. The label (item in the phase's label window) is attached
+separately by `attach_labels`, so no feature can read the label window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ray_longtail.candidates import DAY, History, SourceContext
+from ray_longtail.data import schema as S
+
+
+class FeatureBuilder:
+    """Holds per-item and per-user state of one phase; `transform(wide)` adds feature columns to candidates."""
+
+    def __init__(self, source_names: list[str], last_n_history: int = 20):
+        self.source_names = source_names
+        self.last_n_history = last_n_history
+
+    def fit(self, history: History, context: SourceContext, catalog: pd.DataFrame,
+            cluster_tail_share: np.ndarray) -> FeatureBuilder:
+        """`catalog` aligned to history.item_ids; `cluster_tail_share` (n_items,) of each item's cluster."""
+        self.history_ = history
+        self.vectors_ = context.vectors
+        self.profiles_ = context.profiles
+        pop = history.popularity()
+        self.log_pop_ = np.log1p(pop).astype(np.float32)
+        self.is_tail_ = context.is_tail.astype(np.float32)
+        self.is_cold_ = (pop == 0).astype(np.float32)
+        self.cluster_tail_share_ = np.asarray(cluster_tail_share, dtype=np.float32)
+        self.item_age_days_ = ((history.end_ts - history.item_first_ts) / DAY).astype(np.float32)
+        price = pd.to_numeric(catalog.get(S.PRICE, pd.Series(np.nan, index=catalog.index)), errors="coerce")
+        self.log_price_ = np.log(price.where(price > 0)).to_numpy(np.float32)
+        self.category_codes_ = _codes(catalog, S.CATEGORY)
+        self.brand_codes_ = _codes(catalog, S.BRAND)
+        binary = history.binary.tocsr()
+        last = history.last_ts.tocsr()
+        self.user_items_ = np.split(binary.indices, binary.indptr[1:-1])
+        self.user_item_ts_ = np.split(last.data, last.indptr[1:-1])
+        n_items = np.diff(binary.indptr)
+        self.user_log_items_ = np.log1p(n_items).astype(np.float32)
+        last_seen = np.asarray(last.max(axis=1).toarray()).ravel()
+        self.user_days_since_ = np.where(n_items > 0, (history.end_ts - last_seen) / DAY, np.nan).astype(np.float32)
+        user_price = [np.nanmedian(self.log_price_[items]) if len(items) and np.isfinite(
+            self.log_price_[items]).any() else np.nan for items in self.user_items_]
+        self.user_log_price_ = np.asarray(user_price, dtype=np.float32)
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        per_source = [f"{p}_{s}" for s in self.source_names for p in ("score", "rank")]
+        return per_source + ["n_sources", "cos_profile", "cos_max_last", "cos_mean_last", "log_pop", "is_tail",
+                             "is_cold", "cluster_tail_share", "item_age_days", "price_vs_user", "category_match",
+                             "brand_match", "user_log_items", "user_days_since"]
+
+    def transform(self, wide: pd.DataFrame) -> pd.DataFrame:
+        """`wide` (user, item, score_*/rank_* per source) -> the same rows with every feature column."""
+        users = wide["user"].to_numpy(np.int64)
+        items = wide["item"].to_numpy(np.int64)
+        out = wide.copy()
+        scores = np.stack([out[f"score_{s}"].to_numpy(np.float32) for s in self.source_names], axis=1)
+        out["n_sources"] = np.isfinite(scores).sum(axis=1).astype(np.float32)
+        item_vectors = self.vectors_[items]
+        out["cos_profile"] = np.einsum("ij,ij->i", self.profiles_[users], item_vectors)
+        cos_max, cos_mean, category, brand = self._history_similarity(users, items, item_vectors)
+        out["cos_max_last"], out["cos_mean_last"] = cos_max, cos_mean
+        out["log_pop"] = self.log_pop_[items]
+        out["is_tail"] = self.is_tail_[items]
+        out["is_cold"] = self.is_cold_[items]
+        out["cluster_tail_share"] = self.cluster_tail_share_[items]
+        out["item_age_days"] = self.item_age_days_[items]
+        out["price_vs_user"] = self.log_price_[items] - self.user_log_price_[users]
+        out["category_match"], out["brand_match"] = category, brand
+        out["user_log_items"] = self.user_log_items_[users]
+        out["user_days_since"] = self.user_days_since_[users]
+        return out
+
+    def _history_similarity(self, users: np.ndarray, items: np.ndarray, item_vectors: np.ndarray):
+        """Per row: max / mean cosine to the user's last N history items; share of the user's history items
+        with the candidate's category / brand (NaN when the candidate has none)."""
+        n = len(users)
+        cos_max = np.full(n, np.nan, dtype=np.float32)
+        cos_mean = np.full(n, np.nan, dtype=np.float32)
+        category = np.full(n, np.nan, dtype=np.float32)
+        brand = np.full(n, np.nan, dtype=np.float32)
+        order = np.argsort(users, kind="stable")
+        bounds = np.flatnonzero(np.diff(users[order])) + 1
+        for rows in np.split(order, bounds):
+            if not len(rows):
+                continue
+            u = users[rows[0]]
+            hist, ts = self.user_items_[u], self.user_item_ts_[u]
+            if not len(hist):
+                continue
+            last = hist[np.argsort(-ts, kind="stable")[: self.last_n_history]]
+            sims = item_vectors[rows] @ self.vectors_[last].T
+            cos_max[rows], cos_mean[rows] = sims.max(axis=1), sims.mean(axis=1)
+            for codes, target in ((self.category_codes_, category), (self.brand_codes_, brand)):
+                cand = codes[items[rows]]
+                share = (cand[:, None] == codes[hist][None, :]).mean(axis=1)
+                target[rows] = np.where(cand >= 0, share, np.nan)
+        return cos_max, cos_mean, category, brand
+
+
+def _codes(catalog: pd.DataFrame, column: str) -> np.ndarray:
+    """Integer code per item for a text column; -1 for empty values."""
+    values = catalog[column].fillna("").astype(str) if column in catalog else pd.Series("", index=catalog.index)
+    codes, _ = pd.factorize(values)
+    return np.where(values.to_numpy() == "", -1, codes)
+
+
+def attach_labels(features: pd.DataFrame, truth_users: np.ndarray, truth) -> pd.DataFrame:
+    """label = 1 when (user, item) is in the ground truth (csr rows aligned to `truth_users`)."""
+    coo = truth.tocoo()
+    n_items = truth.shape[1]
+    keys = truth_users[coo.row].astype(np.int64) * n_items + coo.col
+    row_keys = features["user"].to_numpy(np.int64) * n_items + features["item"].to_numpy(np.int64)
+    return features.assign(label=np.isin(row_keys, keys).astype(np.float32))
+
+
+class FeatureBatch:
+    """Ray Data callable class: one fitted FeatureBuilder per actor, transforms batches of candidate rows."""
+
+    def __init__(self, builder: FeatureBuilder):
+        self.builder = builder
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return self.builder.transform(batch)
+
+
+def features_on_ray(builder: FeatureBuilder, wide: pd.DataFrame, users_per_block: int = 2048) -> pd.DataFrame:
+    """`builder.transform(wide)` on a Ray Data actor pool over user shards (blocks never split a user)."""
+    import ray
+
+    if wide.empty:
+        return builder.transform(wide)
+    user_block = wide["user"].to_numpy() // users_per_block
+    blocks = [part for _, part in wide.groupby(user_block, sort=True)]
+    out = ray.data.from_pandas(blocks).map_batches(
+        FeatureBatch, fn_constructor_args=(builder,), batch_format="pandas", batch_size=None,
+        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
+    frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
+    return pd.concat(frames, ignore_index=True).sort_values(["user", "item"], kind="stable").reset_index(drop=True)

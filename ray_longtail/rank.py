@@ -1,0 +1,189 @@
+"""Rank: XGBoost learning-to-rank (`rank:ndcg`, one query group per user) trained with Ray Train.
+
+Distributed XGBoost ranking has a known trap: Ray Train's default dataset split cuts blocks by row count, so a
+query group can land on two workers and silently count as two queries. Here every worker gets the full
+dataset (`DataConfig(datasets_to_split=[])`) and keeps the users with `qid % world_size == rank`, sorted by
+qid (DMatrix needs contiguous groups). Checkpoints every `checkpoint_every` rounds let a restarted worker
+group (FailureConfig) resume from the last booster. Batch scoring runs as Ray Data `map_batches`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost
+
+from ray_longtail.config import RankConfig
+
+MODEL_FILE = "model.ubj"
+
+
+def xgb_params(config: RankConfig, nthread: int = 1, seed: int = 0) -> dict[str, Any]:
+    return {"objective": "rank:ndcg", "eval_metric": ["ndcg@10"], "tree_method": "hist", "eta": config.eta,
+            "max_depth": config.max_depth, "min_child_weight": config.min_child_weight,
+            "subsample": config.subsample, "lambdarank_pair_method": "topk", "lambdarank_num_pair_per_sample": 10,
+            "nthread": nthread, "seed": seed}
+
+
+def shard_queries(frame: pd.DataFrame, rank: int, world_size: int) -> pd.DataFrame:
+    """This worker's whole query groups (qid % world_size == rank), sorted by qid so groups are contiguous."""
+    mine = frame[frame["qid"] % world_size == rank]
+    return mine.sort_values("qid", kind="stable").reset_index(drop=True)
+
+
+def _dmatrix(frame: pd.DataFrame, features: list[str]) -> xgboost.DMatrix:
+    return xgboost.DMatrix(frame[features].to_numpy(np.float32), label=frame["label"].to_numpy(np.float32),
+                           qid=frame["qid"].to_numpy(np.int64), feature_names=features, missing=np.nan)
+
+
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker loop: shard by qid, resume from the last checkpoint, train, checkpoint periodically."""
+    import ray.train
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    features = config["features"]
+    train = shard_queries(ray.train.get_dataset_shard("train").materialize().to_pandas(), rank, world)
+    valid = shard_queries(ray.train.get_dataset_shard("valid").materialize().to_pandas(), rank, world)
+    dtrain, dvalid = _dmatrix(train, features), _dmatrix(valid, features)
+    booster, done = None, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            booster = xgboost.Booster(model_file=str(Path(folder) / MODEL_FILE))
+            done = booster.num_boosted_rounds()
+    callbacks = [PeriodicCheckpoint(config["checkpoint_every"], rank, config.get("kill_at_round"),
+                                    config.get("kill_marker"))]
+    if config["early_stopping_rounds"]:
+        callbacks.append(xgboost.callback.EarlyStopping(rounds=config["early_stopping_rounds"], save_best=False,
+                                                        data_name="valid", metric_name="ndcg@10", maximize=True))
+    booster = xgboost.train(config["params"], dtrain, num_boost_round=max(0, config["num_boost_round"] - done),
+                            evals=[(dvalid, "valid")], callbacks=callbacks, xgb_model=booster, verbose_eval=False)
+    _report(booster, rank, {"rounds": booster.num_boosted_rounds(), "train_groups": int(train["qid"].nunique()),
+                            "train_qids": sorted(train["qid"].unique().tolist()) if len(train) < 5000 else []})
+
+
+def _report(booster, rank: int, metrics: dict[str, Any]) -> None:
+    import ray.train
+
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as folder:
+            booster.save_model(str(Path(folder) / MODEL_FILE))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+    else:
+        ray.train.report(metrics)
+
+
+class PeriodicCheckpoint(xgboost.callback.TrainingCallback):
+    """XGBoost callback: every `every` rounds, all ranks report (a barrier) and rank 0 attaches the booster.
+
+    `kill_at_round` (fault injection for tests and drills): rank 0 kills its own process once at that round,
+    leaving `kill_marker` behind so the restarted group does not kill itself again.
+    """
+
+    def __init__(self, every: int, rank: int, kill_at_round: int | None = None, kill_marker: str | None = None):
+        super().__init__()
+        self.every, self.rank = every, rank
+        self.kill_at_round, self.kill_marker = kill_at_round, kill_marker
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        rounds = model.num_boosted_rounds()
+        if self.every and rounds % self.every == 0:
+            score = evals_log.get("valid", {}).get("ndcg@10", [float("nan")])[-1]
+            _report(model, self.rank, {"rounds": rounds, "valid_ndcg10": float(score)})
+        if (self.kill_at_round is not None and self.rank == 0 and rounds == self.kill_at_round
+                and self.kill_marker and not os.path.exists(self.kill_marker)):
+            Path(self.kill_marker).write_text(str(time.time()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return False
+
+
+def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: RankConfig,
+                 storage_path: str | None = None, seed: int = 0, kill_at_round: int | None = None,
+                 max_failures: int = 1) -> tuple[Any, dict[str, Any]]:
+    """Fit the ranker on Ray Train. `train`/`valid` hold `qid`, `label` and the feature columns.
+
+    Returns (xgboost.Booster, info with rounds and the qids each worker trained on).
+    """
+    import ray
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    columns = ["qid", "label", *features]
+    storage = storage_path or tempfile.mkdtemp(prefix="ray_longtail_train_")
+    marker = str(Path(storage) / "killed_once") if kill_at_round is not None else None
+    loop_config = {"features": features, "params": xgb_params(config, nthread=max(1, int(config.cpus_per_worker)),
+                                                              seed=seed),
+                   "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
+                   "checkpoint_every": 25, "kill_at_round": kill_at_round, "kill_marker": marker}
+    trainer = XGBoostTrainer(
+        train_fn_per_worker, train_loop_config=loop_config,
+        datasets={"train": ray.data.from_pandas(train[columns]), "valid": ray.data.from_pandas(valid[columns])},
+        dataset_config=DataConfig(datasets_to_split=[]),
+        scaling_config=ScalingConfig(num_workers=config.num_workers,
+                                     resources_per_worker={"CPU": config.cpus_per_worker}),
+        run_config=RunConfig(name=f"ranker_{int(time.time() * 1000)}", storage_path=str(Path(storage).absolute()),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=max_failures)),
+    )
+    result = trainer.fit()
+    with result.checkpoint.as_directory() as folder:
+        booster = xgboost.Booster(model_file=str(Path(folder) / MODEL_FILE))
+    info = dict(result.metrics or {})
+    info["failure_injected"] = bool(marker and os.path.exists(marker))
+    return booster, info
+
+
+def predict(booster: xgboost.Booster, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    return booster.predict(xgboost.DMatrix(frame[features].to_numpy(np.float32), feature_names=features,
+                                           missing=np.nan)).astype(np.float32)
+
+
+class ScoreBatch:
+    """Ray Data callable class: one booster per actor, scores batches of feature rows."""
+
+    def __init__(self, model: bytes, features: list[str]):
+        self.booster = xgboost.Booster(model_file=bytearray(model))
+        self.features = features
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"row": batch["row"].to_numpy(), "pred": predict(self.booster, batch, self.features)})
+
+
+def score_on_ray(booster, frame: pd.DataFrame, features: list[str], block_rows: int = 100_000) -> np.ndarray:
+    """Ranker scores of every row of `frame`, computed by a Ray Data actor pool; returned in row order."""
+    import ray
+
+    data = frame[features].assign(row=np.arange(len(frame)))
+    blocks = [data.iloc[i:i + block_rows] for i in range(0, len(data), block_rows)] or [data]
+    scored = ray.data.from_pandas(blocks).map_batches(
+        ScoreBatch, fn_constructor_args=(bytes(booster.save_raw("ubj")), features), batch_format="pandas",
+        batch_size=block_rows, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
+    out = np.empty(len(frame), dtype=np.float32)
+    for batch in scored.iter_batches(batch_size=None, batch_format="pandas"):
+        out[batch["row"].to_numpy()] = batch["pred"].to_numpy()
+    return out
+
+
+def save_ranker(store, booster, features: list[str], info: dict[str, Any]) -> None:
+    """`ranker/`: model.ubj, features.json (ordered feature list + params), importance.json (gain)."""
+    with tempfile.TemporaryDirectory() as folder:
+        booster.save_model(str(Path(folder) / MODEL_FILE))
+        Path(folder, "features.json").write_text(json.dumps({"features": features, "info": info}, default=str))
+        gain = booster.get_score(importance_type="gain")
+        Path(folder, "importance.json").write_text(json.dumps(dict(sorted(gain.items(), key=lambda kv: -kv[1]))))
+        store.upload_dir("ranker", folder)
+
+
+def load_ranker(store) -> tuple[xgboost.Booster, list[str]]:
+    folder = store.download_dir("ranker")
+    features = json.loads((folder / "features.json").read_text())["features"]
+    return xgboost.Booster(model_file=str(folder / MODEL_FILE)), features

@@ -1,0 +1,95 @@
+"""Rerank: tail-aware greedy re-ranking of each user's ranked candidates with one knob `tail_weight` ∈ [0, 1].
+
+- `xquad` (Abdollahpouri et al. 2019, personalised xQuAD over the aspects {head, tail}):
+  score(i | S) = (1 − λ)·rel(i) + λ·Σ_a P(a|u)·1[i ∈ a]·(1 − |S ∩ a| / (|S| + 1)),
+  where P(tail|u) is the user's tail appetite (smoothed share of tail items in the history) and the last factor
+  is a smooth "aspect not yet covered" term.
+- `mmr` (Carbonell & Goldstein 1998) over item embeddings:
+  score(i | S) = (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j).
+
+rel = the ranker score min-max scaled per user over the top `depth` candidates. λ = 0 keeps the ranker order.
+All users are re-ranked at once: arrays (n_users, depth), K greedy steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def candidate_matrix(lists: pd.DataFrame, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Long (user, item, score) -> (users (u,), items (u, depth) -1 padded, scores (u, depth) -inf padded),
+    each row sorted by descending score (ties: lower item index)."""
+    ordered = lists.sort_values(["user", "score", "item"], ascending=[True, False, True], kind="stable")
+    position = ordered.groupby("user").cumcount().to_numpy()
+    ordered = ordered[position < depth]
+    position = position[position < depth]
+    users, row = np.unique(ordered["user"].to_numpy(), return_inverse=True)
+    items = np.full((len(users), depth), -1, dtype=np.int64)
+    scores = np.full((len(users), depth), -np.inf, dtype=np.float64)
+    items[row, position] = ordered["item"].to_numpy()
+    scores[row, position] = ordered["score"].to_numpy()
+    return users, items, scores
+
+
+def tail_appetite(binary_history, is_tail: np.ndarray, users: np.ndarray, prior: float = 1.0) -> np.ndarray:
+    """P(tail | u): share of tail items in the user's history, smoothed towards the catalog-wide share."""
+    tail_counts = np.asarray(binary_history[users] @ is_tail.astype(np.float32)).ravel()
+    totals = np.asarray(binary_history[users].sum(axis=1)).ravel()
+    global_share = float(np.asarray(binary_history @ is_tail.astype(np.float32)).sum() / max(binary_history.sum(), 1))
+    return (tail_counts + prior * global_share) / (totals + prior)
+
+
+def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float,
+           method: str = "xquad", is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
+           vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """Greedy top-k selection per user; returns long (user, item, rank, score) with score = the ranker score."""
+    n_users, depth = items.shape
+    valid = items >= 0
+    finite = np.where(valid, scores, np.nan)
+    low, high = np.nanmin(finite, axis=1, keepdims=True), np.nanmax(finite, axis=1, keepdims=True)
+    rel = np.where(valid, (scores - low) / np.where(high > low, high - low, 1.0), -np.inf)
+    rel = np.nan_to_num(rel, nan=0.0, neginf=-np.inf)
+    lam = float(np.clip(tail_weight, 0.0, 1.0))
+    k = min(k, depth)
+    chosen = np.full((n_users, k), -1, dtype=np.int64)
+    available = valid.copy()
+    rows = np.arange(n_users)
+    if method == "xquad":
+        if is_tail is None or appetite is None:
+            raise ValueError("xquad needs is_tail and appetite")
+        cand_tail = np.where(valid, is_tail[np.maximum(items, 0)], False)
+        tail_selected = np.zeros(n_users)
+    elif method == "mmr":
+        if vectors is None:
+            raise ValueError("mmr needs item vectors")
+        cand_vectors = vectors[np.maximum(items, 0)]
+        max_sim = np.full((n_users, depth), -1.0)
+    else:
+        raise ValueError(f"rerank.method must be xquad or mmr, got {method!r}")
+    for step in range(k):
+        if lam == 0.0:
+            objective = rel.copy()
+        elif method == "xquad":
+            tail_gap = 1.0 - tail_selected / (step + 1)
+            head_gap = 1.0 - (step - tail_selected) / (step + 1)
+            diversity = np.where(cand_tail, (appetite * tail_gap)[:, None], ((1 - appetite) * head_gap)[:, None])
+            objective = (1 - lam) * rel + lam * diversity
+        else:
+            objective = (1 - lam) * rel - lam * max_sim
+        objective = np.where(available, objective, -np.inf)
+        pick = np.argmax(objective, axis=1)
+        has = available[rows, pick]
+        chosen[has, step] = pick[has]
+        available[rows[has], pick[has]] = False
+        if method == "xquad":
+            tail_selected += np.where(has, cand_tail[rows, pick], 0)
+        elif lam > 0:
+            picked_vectors = cand_vectors[rows, pick]
+            sims = np.einsum("udk,uk->ud", cand_vectors, picked_vectors)
+            max_sim = np.where(has[:, None], np.maximum(max_sim, sims), max_sim)
+    user_idx, rank_idx = np.nonzero(chosen >= 0)
+    position = chosen[user_idx, rank_idx]
+    return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
+                         "rank": (rank_idx + 1).astype(np.int32),
+                         "score": scores[user_idx, position].astype(np.float32)})
