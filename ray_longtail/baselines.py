@@ -6,7 +6,6 @@ All follow `CandidateSource`: parameters in `__init__`, learned state in `*_` at
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -134,13 +133,12 @@ class ALS(CandidateSource):
         from threadpoolctl import threadpool_limits
 
         self.history_ = history
-        model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
-                                        regularization=self.regularization, alpha=self.alpha,
-                                        random_state=self.seed, calculate_training_loss=False)
         confidence = history.counts.copy()
         confidence.data = np.log1p(confidence.data).astype(np.float32)
-        with threadpool_limits(1, "blas"), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*OpenBLAS is configured.*")
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
+                                            regularization=self.regularization, alpha=self.alpha,
+                                            random_state=self.seed, calculate_training_loss=False)
             model.fit(confidence.tocsr(), show_progress=False)
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)

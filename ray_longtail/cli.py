@@ -10,7 +10,8 @@ from ray_longtail.config import Config, load_config
 from ray_longtail.errors import UserError
 
 STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "discover": "discover",
-                  "profile": "profile", "retrieve": "retrieve", "evaluate": "evaluate", "run": None}
+                  "profile": "profile", "retrieve": "retrieve", "features": "features", "train": "rank",
+                  "evaluate": "evaluate", "run": None}
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -34,10 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {"run": "the whole pipeline", "ingest": "read, validate and clean the inputs",
              "split": "temporal train/valid/test split", "embed": "item embeddings on Ray Data",
              "discover": "popularity segments and embedding clusters", "profile": "user vectors",
-             "retrieve": "multi-source candidates", "train": "learning-to-rank with Ray Train",
+             "retrieve": "multi-source candidates", "features": "ranker features per (user, candidate)",
+             "train": "learning-to-rank with Ray Train",
              "evaluate": "metrics and report of the test window"}
     for name in STAGE_COMMANDS:
         commands.add_parser(name, parents=[common], help=helps.get(name, name))
+    tune = commands.add_parser("tune", parents=[common], help="Ray Tune + Optuna search on the valid window")
+    tune.add_argument("--num-samples", type=int, help="trials (default: tune.num_samples)")
     return parser
 
 
@@ -67,6 +71,11 @@ def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
 
     config = config_from_args(args)
+    if args.command == "tune":
+        from ray_longtail.tune import run_tune
+
+        print(run_tune(config, num_samples=args.num_samples))
+        return 0
     stage = STAGE_COMMANDS[args.command]
     store = pipeline.run_stages(config, until=None, only=[stage] if stage else None, force=args.force)
     pipeline.print_summary(store, args.command)

@@ -3,9 +3,10 @@
 Columns: every source's score (NaN = not proposed: XGBoost's missing value) and rank (n + 1 = not proposed),
 n_sources, user-item cosine, max/mean cosine to the user's last N history items, log popularity, tail/cold
 flags, cluster tail share, item age (days since its first interaction in the history; catalog dates are
-not used: offline they are often derived from the whole log, label windows included), price relative to the user's median price, category and brand match
-with the history, user activity and recency. The label (item in the phase's label window) is attached
-separately by `attach_labels`, so no feature can read the label window.
+not used: offline they are often derived from the whole log, label windows included), price relative to
+the user's median price, category and brand match with the history, user activity and recency.
+The label (item in the phase's label window) is attached separately by `attach_labels`, so no feature can
+read the label window.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def xgb_params(config: RankConfig, nthread: int = 1, seed: int = 0) -> dict[str,
 
 def shard_queries(frame: pd.DataFrame, rank: int, world_size: int) -> pd.DataFrame:
     """This worker's whole query groups (qid % world_size == rank), sorted by qid so groups are contiguous."""
-    mine = frame[frame["qid"] % world_size == rank]
+    mine = frame[frame["qid"].to_numpy(np.int64) % world_size == rank]
     return mine.sort_values("qid", kind="stable").reset_index(drop=True)
 
 
@@ -54,6 +54,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     train = shard_queries(ray.train.get_dataset_shard("train").materialize().to_pandas(), rank, world)
     valid = shard_queries(ray.train.get_dataset_shard("valid").materialize().to_pandas(), rank, world)
     dtrain, dvalid = _dmatrix(train, features), _dmatrix(valid, features)
+    if config.get("qid_log_dir"):
+        log_file = Path(config["qid_log_dir"]) / f"rank{rank}_{os.getpid()}.json"
+        log_file.write_text(json.dumps({"rank": rank, "world": world, "qids": train["qid"].tolist()}))
     booster, done = None, 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -67,8 +70,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
                                                         data_name="valid", metric_name="ndcg@10", maximize=True))
     booster = xgboost.train(config["params"], dtrain, num_boost_round=max(0, config["num_boost_round"] - done),
                             evals=[(dvalid, "valid")], callbacks=callbacks, xgb_model=booster, verbose_eval=False)
-    _report(booster, rank, {"rounds": booster.num_boosted_rounds(), "train_groups": int(train["qid"].nunique()),
-                            "train_qids": sorted(train["qid"].unique().tolist()) if len(train) < 5000 else []})
+    _report(booster, rank, {"rounds": booster.num_boosted_rounds(), "train_groups": int(train["qid"].nunique())})
 
 
 def _report(booster, rank: int, metrics: dict[str, Any]) -> None:
@@ -108,8 +110,10 @@ class PeriodicCheckpoint(xgboost.callback.TrainingCallback):
 
 def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: RankConfig,
                  storage_path: str | None = None, seed: int = 0, kill_at_round: int | None = None,
-                 max_failures: int = 1) -> tuple[Any, dict[str, Any]]:
+                 max_failures: int = 1, qid_log_dir: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Fit the ranker on Ray Train. `train`/`valid` hold `qid`, `label` and the feature columns.
+
+    `qid_log_dir`: each worker writes the qids it trained on there (to audit the sharding).
 
     Returns (xgboost.Booster, info with rounds and the qids each worker trained on).
     """
@@ -118,15 +122,17 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
     from ray.train.xgboost import XGBoostTrainer
 
     columns = ["qid", "label", *features]
+    train, valid = (f[columns].astype({"qid": np.int64, "label": np.float32}) for f in (train, valid))
     storage = storage_path or tempfile.mkdtemp(prefix="ray_longtail_train_")
     marker = str(Path(storage) / "killed_once") if kill_at_round is not None else None
     loop_config = {"features": features, "params": xgb_params(config, nthread=max(1, int(config.cpus_per_worker)),
                                                               seed=seed),
                    "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
-                   "checkpoint_every": 25, "kill_at_round": kill_at_round, "kill_marker": marker}
+                   "checkpoint_every": 25, "kill_at_round": kill_at_round, "kill_marker": marker,
+                   "qid_log_dir": qid_log_dir}
     trainer = XGBoostTrainer(
         train_fn_per_worker, train_loop_config=loop_config,
-        datasets={"train": ray.data.from_pandas(train[columns]), "valid": ray.data.from_pandas(valid[columns])},
+        datasets={"train": ray.data.from_pandas(train), "valid": ray.data.from_pandas(valid)},
         dataset_config=DataConfig(datasets_to_split=[]),
         scaling_config=ScalingConfig(num_workers=config.num_workers,
                                      resources_per_worker={"CPU": config.cpus_per_worker}),

@@ -158,7 +158,6 @@ def stage_rank(ctx) -> dict[str, Any]:
                                  seed=config.seed)
     info.update(train_groups=int(train["qid"].nunique()), holdout_groups=int(valid["qid"].nunique()),
                 dropped_users_without_positive=int(len(users) - len(positive_users)))
-    info.pop("train_qids", None)
     save_ranker(ctx.store, booster, names, info)
     ctx.cache["booster"] = (booster, names)
     holdout_frame = features[features["user"].isin(holdout_users)]

@@ -21,6 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
+CLI = str(Path(sys.executable).with_name("ray-longtail"))
 
 
 def free_port() -> int:
@@ -99,3 +100,20 @@ def bundled_slice(tmp_path_factory) -> tuple[str, str]:
     items.to_parquet(out / "items.parquet")
     events.to_parquet(out / "interactions.parquet")
     return str(out / "items.parquet"), str(out / "interactions.parquet")
+
+
+def cli(args: list[str], head: LocalHead, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the real `ray-longtail` CLI as a user would, connected to the session's Ray head."""
+    env = dict(os.environ, RAY_ADDRESS=head.address)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(ray_head, bundled_slice, tmp_path_factory):
+    """`ray-longtail run` on the bundled slice: (args, completed process, run dir)."""
+    items, events = bundled_slice
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    args = ["run", "--items", items, "--interactions", events, "--artifacts", str(artifacts), "--run-id", "slice"]
+    first = cli(args, ray_head)
+    assert first.returncode == 0, first.stderr[-4000:]
+    return args, first, artifacts / "slice"

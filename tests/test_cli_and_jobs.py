@@ -1,12 +1,9 @@
 """The real CLI and `ray job submit` on small slices of the bundled data, against the session's Ray head."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from ray_longtail.artifacts import RunStore
 
@@ -14,22 +11,11 @@ RUN_ARTIFACTS = ["manifest.json", "ingest_report.json", "catalog.parquet", "inte
                  "split/train.parquet", "split/valid.parquet", "split/test.parquet", "item_embeddings.parquet",
                  "item_segments.parquet", "clusters.parquet", "user_profiles.parquet", "candidates.parquet",
                  "recommendations.parquet", "metrics.json", "report.md"]
-CLI = str(Path(sys.executable).with_name("ray-longtail"))
-
-
-def cli(args, head, **kwargs):
-    env = dict(os.environ, RAY_ADDRESS=head.address)
-    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=900, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def cli_run(ray_head, bundled_slice, tmp_path_factory):
-    items, events = bundled_slice
-    artifacts = tmp_path_factory.mktemp("artifacts")
-    args = ["run", "--items", items, "--interactions", events, "--artifacts", str(artifacts), "--run-id", "slice"]
-    first = cli(args, ray_head)
-    assert first.returncode == 0, first.stderr[-4000:]
-    return args, first, artifacts / "slice"
+def cli_run(pipeline_run):
+    return pipeline_run
 
 
 def test_run_writes_every_artifact_and_prints_the_run_dir_last(cli_run):

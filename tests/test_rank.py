@@ -1,0 +1,178 @@
+"""Features, Ray Train ranker, rerank and tune on the artifacts of the session's pipeline run (real slice)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import cli
+
+from ray_longtail.artifacts import RunStore
+from ray_longtail.config import RankConfig, load_config
+from ray_longtail.data import schema as S
+from ray_longtail.evaluate import system_metrics
+from ray_longtail.features import FeatureBuilder, attach_labels
+from ray_longtail.phase import build_phase
+from ray_longtail.pipeline import RunContext
+from ray_longtail.rank import predict, shard_queries, train_ranker
+from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
+from ray_longtail.stages import FEATURES, split_holdout
+
+
+@pytest.fixture(scope="module")
+def run_ctx(pipeline_run):
+    args, _, run_dir = pipeline_run
+    items, events = args[2], args[4]
+    config = load_config(extra={"data": {"items": items, "interactions": events},
+                                "artifacts": str(run_dir.parent), "run_id": run_dir.name})
+    return RunContext(config, RunStore(str(run_dir.parent), run_dir.name))
+
+
+def test_features_never_see_the_label_window(run_ctx):
+    """Plant an item that exists only in the label window; features must not know it was bought, and must be
+    identical whatever the label window holds."""
+    ctx = run_ctx
+    train, valid = ctx.table("split/train.parquet"), ctx.table("split/valid.parquet")
+    catalog = ctx.table("catalog.parquet")
+    never_in_train = sorted(set(catalog[S.ITEM_ID]) - set(train[S.ITEM_ID]))[0]
+    user = train[S.USER_ID].iloc[0]
+    planted = pd.DataFrame({S.USER_ID: [user] * 3 + ["someone"], S.ITEM_ID: [never_in_train] * 4,
+                            S.TIMESTAMP: [int(valid[S.TIMESTAMP].max())] * 4, S.EVENT: "purchase", S.VALUE: 1.0})
+    cuts = ctx.cuts()
+    ids, vectors, clusters = catalog[S.ITEM_ID].to_numpy(), ctx.vectors(), ctx.clusters()
+    frames = []
+    for labels in (pd.concat([valid, planted]), valid.iloc[:10]):
+        phase = build_phase("fit", train, labels, cuts.cut_valid, ids, vectors, clusters, ctx.config)
+        builder = FeatureBuilder(["content"], 20).fit(phase.history, phase.context, catalog,
+                                                      np.zeros(len(ids), dtype=np.float32))
+        u = int(phase.history.user_index([user])[0])
+        item = int(pd.Index(ids).get_indexer([never_in_train])[0])
+        wide = pd.DataFrame({"user": [u, u], "item": [item, 0], "score_content": [0.5, 0.1],
+                             "rank_content": [1, 2]})
+        frames.append((builder.transform(wide), phase))
+    (first, phase_with), (second, _) = frames
+    pd.testing.assert_frame_equal(first, second)
+    row = first.iloc[0]
+    assert row["log_pop"] == 0 and row["is_cold"] == 1 and np.isnan(row["item_age_days"])
+    labelled = attach_labels(first, phase_with.users, phase_with.truth)
+    assert labelled["label"].tolist() == [1.0, 0.0]
+
+
+def test_shard_queries_keeps_groups_whole_and_sorted():
+    frame = pd.DataFrame({"qid": np.random.default_rng(0).integers(0, 50, 1000), "x": np.arange(1000)})
+    shards = [shard_queries(frame, r, 3) for r in range(3)]
+    qids = [set(s["qid"]) for s in shards]
+    assert not (qids[0] & qids[1]) and not (qids[1] & qids[2]) and not (qids[0] & qids[2])
+    assert sum(len(s) for s in shards) == len(frame)
+    assert all(s["qid"].is_monotonic_increasing for s in shards)
+
+
+@pytest.fixture(scope="module")
+def trained(run_ctx, tmp_path_factory):
+    """The ranker trained on Ray Train with 2 workers; rank 0 is killed once at round 10 (FailureConfig)."""
+    features = run_ctx.table(FEATURES["fit"])
+    names = run_ctx.json("feature_names.json")
+    users = np.unique(features["user"])
+    train_users, holdout_users = split_holdout(users, 0.3, seed=1)
+    positive = features.groupby("user")["label"].max()
+    positive = positive[positive > 0].index
+    frame = features.assign(qid=features["user"])
+    train = frame[frame["user"].isin(np.intersect1d(train_users, positive))]
+    valid = frame[frame["user"].isin(np.intersect1d(holdout_users, positive))]
+    log_dir = tmp_path_factory.mktemp("qids")
+    config = RankConfig(num_boost_round=40, early_stopping_rounds=0, num_workers=2, cpus_per_worker=0.5)
+    booster, info = train_ranker(train, valid, names, config, storage_path=str(tmp_path_factory.mktemp("train")),
+                                 kill_at_round=10, max_failures=2, qid_log_dir=str(log_dir))
+    return booster, info, train, frame[frame["user"].isin(holdout_users)], names, log_dir
+
+
+def test_training_survives_a_killed_worker(trained):
+    booster, info, *_ = trained
+    assert info["failure_injected"]
+    assert booster.num_boosted_rounds() == 40
+
+
+def test_no_query_group_is_split_across_workers(trained):
+    _, _, train, _, _, log_dir = trained
+    logs = [json.loads(p.read_text()) for p in log_dir.glob("*.json")]
+    last_attempt = {}
+    for entry in logs:
+        last_attempt[entry["rank"]] = entry
+    assert set(last_attempt) == {0, 1}
+    shards = [last_attempt[r]["qids"] for r in (0, 1)]
+    assert all(np.all(np.diff(s) >= 0) for s in shards)
+    assert not set(shards[0]) & set(shards[1])
+    assert set(shards[0]) | set(shards[1]) == set(train["qid"])
+
+
+def test_trained_ranker_beats_random_order(trained, run_ctx):
+    booster, _, _, holdout, names, _ = trained
+    phase = run_ctx.phase("fit")
+    keep = np.isin(phase.users, holdout["user"].unique())
+    from dataclasses import replace
+
+    holdout_phase = replace(phase, users=phase.users[keep], truth=phase.truth[keep])
+
+    def ndcg(scores):
+        scored = pd.DataFrame({"user": holdout["user"].to_numpy(), "item": holdout["item"].to_numpy(),
+                               "score": scores})
+        users, items, values = candidate_matrix(scored, 50)
+        lists = rerank(users, items, values, 10, 0.0, "mmr", vectors=phase.context.vectors)
+        return system_metrics(holdout_phase, lists, [10])["ndcg@10"]
+
+    model = ndcg(predict(booster, holdout, names))
+    rng = np.random.default_rng(0)
+    random = np.mean([ndcg(rng.random(len(holdout))) for _ in range(5)])
+    assert model > 1.5 * random
+
+
+def test_rerank_zero_is_identity_and_one_raises_aplt(run_ctx):
+    phase = run_ctx.phase("eval")
+    features = run_ctx.table(FEATURES["eval"])
+    scored = pd.DataFrame({"user": features["user"], "item": features["item"],
+                           "score": -features["rank_ease"].to_numpy(float) + 0.01 * features["cos_profile"]})
+    users, items, values = candidate_matrix(scored, 50)
+    appetite = tail_appetite(phase.history.binary, phase.is_tail, users)
+    at_zero = rerank(users, items, values, 10, 0.0, "xquad", is_tail=phase.is_tail, appetite=appetite)
+    expected = scored.sort_values(["user", "score", "item"], ascending=[True, False, True])
+    expected = expected.groupby("user").head(10)
+    assert at_zero["item"].tolist() == expected["item"].tolist()
+    aplt = {}
+    for method in ("xquad", "mmr"):
+        for weight in (0.0, 1.0):
+            lists = rerank(users, items, values, 10, weight, method, is_tail=phase.is_tail, appetite=appetite,
+                           vectors=phase.context.vectors)
+            aplt[method, weight] = system_metrics(phase, lists, [10])["aplt@10"]
+    assert aplt["xquad", 1.0] > aplt["xquad", 0.0]
+
+
+def test_pipeline_beats_every_collaborative_baseline_on_ndcg(pipeline_run):
+    _, _, run_dir = pipeline_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    systems = metrics["systems"]
+    assert systems["system_tw0"]["ndcg@10"] > systems["MostPopular"]["ndcg@10"]
+    assert systems["system_tw0"]["ndcg@10"] > systems["ItemKNN"]["ndcg@10"]
+    assert set(json.loads((run_dir / "ranker" / "importance.json").read_text())) <= set(
+        json.loads((run_dir / "feature_names.json").read_text()))
+    assert "0.0" in metrics["tradeoff"] and metrics["info"]["tail_weight"] in {
+        float(w) for w in metrics["tradeoff"]}
+
+
+def test_tune_two_trials_writes_a_loadable_best_config(pipeline_run, ray_head):
+    args, _, run_dir = pipeline_run
+    tuned = cli(["tune", *args[1:], "--num-samples", "2", "--set", "rank.num_boost_round=20"], ray_head)
+    assert tuned.returncode == 0, tuned.stderr[-4000:]
+    best_yaml = run_dir / "tune" / "best.yaml"
+    assert tuned.stdout.strip().splitlines()[-1] == str(best_yaml)
+    config = load_config(best_yaml)
+    best = json.loads((run_dir / "tune" / "best.json").read_text())
+    assert config.discover.n_clusters == best["params"]["n_clusters"]
+    assert config.rerank.tail_weight == best["params"]["tail_weight"] and not config.rerank.select_on_valid
+    assert len((run_dir / "tune" / "results.csv").read_text().strip().splitlines()) == 3
+
+
+def test_train_job_via_ray_job_submit(pipeline_run, ray_head):
+    args, _, run_dir = pipeline_run
+    logs = ray_head.submit(["python", "jobs/train_ranker.py", *args[1:], "--force"])
+    assert logs.strip().splitlines()[-1] == str(run_dir)
+    assert (run_dir / "ranker" / "model.ubj").exists()
