@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +34,16 @@ def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, path
 
 
+def join_uri(base: str, *parts: str) -> str:
+    """Append path parts to a local path or URI, keeping a URI's query (`?endpoint_override=...`) at the end:
+    `join_uri("s3://b/pre?scheme=http", "run")` -> `"s3://b/pre/run?scheme=http"`."""
+    if "://" not in base:
+        return posixpath.join(base, *parts)
+    scheme, netloc, path, query, fragment = urlsplit(base)
+    path = "/".join([path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
 class RunStore:
     """One run's folder `<artifacts>/<run_id>/` with atomic reads/writes of tables, JSON and files."""
 
@@ -41,7 +52,7 @@ class RunStore:
         self.run_id = run_id
         self.fs, root = resolve_filesystem(artifacts)
         self.root = posixpath.join(root, run_id)
-        self.uri = artifacts.rstrip("/") + "/" + run_id if "://" in artifacts else self.root
+        self.uri = join_uri(artifacts, run_id) if "://" in artifacts else self.root
         self.fs.create_dir(self.root, recursive=True)
 
     def path(self, name: str) -> str:
@@ -54,9 +65,21 @@ class RunStore:
         final = self.path(name)
         self.fs.create_dir(posixpath.dirname(final), recursive=True)
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        self.fs.move(tmp, final)
+        try:
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(data)
+            self.fs.move(tmp, final)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def _discard(self, path: str) -> None:
+        """Best-effort removal of a temp object left by a failed write (closing the stream may have committed it)."""
+        try:
+            if self.fs.get_file_info(path).type == pafs.FileType.File:
+                self.fs.delete_file(path)
+        except OSError:
+            pass
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._publish(name, data)
@@ -127,6 +150,8 @@ class RunStore:
 
 
 def _json_default(obj: Any) -> Any:
+    if getattr(obj, "ndim", 0) and hasattr(obj, "tolist"):  # numpy arrays, pandas Series (`.item()` fails on them)
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):

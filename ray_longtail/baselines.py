@@ -21,13 +21,13 @@ class MostPopular(CandidateSource):
     name = "popular"
 
     def fit(self, history: History, context: SourceContext | None = None) -> MostPopular:
-        self.history_ = history
+        self.history_, self.context_ = history, context
         pop = history.popularity().astype(np.float32)
         self.scores_ = np.log1p(pop)
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        return np.tile(self.scores_, (len(users), 1))
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        return np.tile(self.scores_, (rows.shape[0], 1))
 
 
 class ItemKNN(CandidateSource):
@@ -42,7 +42,7 @@ class ItemKNN(CandidateSource):
         self.neighbors = neighbors
 
     def fit(self, history: History, context: SourceContext | None = None) -> ItemKNN:
-        self.history_ = history
+        self.history_, self.context_ = history, context
         X = history.binary.tocsc().astype(np.float32)
         norms = np.sqrt(np.asarray(X.power(2).sum(axis=0)).ravel())
         norms[norms == 0] = 1.0
@@ -53,8 +53,8 @@ class ItemKNN(CandidateSource):
         self.similarity_ = keep_top_k_per_row(sims, self.neighbors)
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        scores = (self.history_.binary[users] @ self.similarity_).toarray()
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        scores = (rows @ self.similarity_).toarray()
         scores[scores == 0] = -np.inf
         return scores
 
@@ -92,7 +92,7 @@ class EASE(CandidateSource):
         self.max_items = max_items
 
     def fit(self, history: History, context: SourceContext | None = None) -> EASE:
-        self.history_ = history
+        self.history_, self.context_ = history, context
         pop = history.popularity()
         active = np.flatnonzero(pop > 0)
         if len(active) > self.max_items:
@@ -109,9 +109,9 @@ class EASE(CandidateSource):
         self.weights_ = B.astype(np.float32)
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        scores = np.full((len(users), self.history_.n_items), -np.inf, dtype=np.float32)
-        scores[:, self.items_] = self.history_.binary[users][:, self.items_] @ self.weights_
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        scores = np.full((rows.shape[0], self.history_.n_items), -np.inf, dtype=np.float32)
+        scores[:, self.items_] = rows[:, self.items_] @ self.weights_
         return scores
 
 
@@ -132,7 +132,7 @@ class ALS(CandidateSource):
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
-        self.history_ = history
+        self.history_, self.context_ = history, context
         confidence = history.counts.copy()
         confidence.data = np.log1p(confidence.data).astype(np.float32)
         with threadpool_limits(1, "blas"):
@@ -146,3 +146,11 @@ class ALS(CandidateSource):
 
     def score_batch(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T
+
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        """Rows of users unseen at fit time: their factors by the ALS user step, x = (YᵀY + λI)⁻¹ Yᵀ p
+        (binary preferences, unit confidence: the fold-in used for new users)."""
+        Y = self.item_factors_.astype(np.float64)
+        gram = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
+        factors = np.linalg.solve(gram, (rows @ Y).T).T.astype(np.float32)
+        return factors @ self.item_factors_.T

@@ -113,23 +113,37 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CandidateSource(ABC):
-    """Base class: subclasses set `name`, implement `fit` (storing `history_`) and `score_batch`."""
+    """Base class: subclasses set `name`, implement `fit` (storing `history_` and `context_`) and `score_rows`.
+
+    `score_rows` scores arbitrary history rows (known users, or an ad-hoc list of recent items at serving
+    time); `score_batch` scores known users by index.
+    """
 
     name = "source"
     history_: History
+    context_: SourceContext | None = None
 
     @abstractmethod
     def fit(self, history: History, context: SourceContext) -> CandidateSource:
         """Learn from the history; return self."""
 
     @abstractmethod
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        """Dense float32 scores (n_rows, n_items) for binary history rows (csr (n_rows, n_items)) and their
+        profile vectors ((n_rows, dim) or None); -inf marks items the source does not propose."""
+
     def score_batch(self, users: np.ndarray) -> np.ndarray:
-        """Dense float32 scores (len(users), n_items); -inf marks items the source does not propose."""
+        profiles = self.context_.profiles[users] if self.context_ is not None else None
+        return self.score_rows(self.history_.binary[users], profiles)
 
     def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-n items and scores for user indices `users`: ((b, n) int64 padded -1, (b, n) float32)."""
         scores = np.asarray(self.score_batch(users), dtype=np.float32)
-        if exclude_seen:
-            seen = self.history_.binary[users]
-            scores[seen.nonzero()] = -np.inf
-        return top_n(scores, n)
+        return top_n(mask_seen(scores, self.history_.binary[users], exclude_seen), n)
+
+
+def mask_seen(scores: np.ndarray, rows: sp.csr_matrix, exclude_seen: bool) -> np.ndarray:
+    """Set the scores of the rows' history items to -inf (when `exclude_seen`)."""
+    if exclude_seen:
+        scores[rows.nonzero()] = -np.inf
+    return scores

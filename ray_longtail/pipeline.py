@@ -195,7 +195,8 @@ def _later_stages() -> list[Stage]:
         Stage("discover", ("item_segments.parquet", "clusters.parquet"), stages.stage_discover,
               needs=("split", "embed")),
         Stage("profile", ("user_profiles.parquet",), stages.stage_profile, needs=("discover",)),
-        Stage("retrieve", tuple(stages.CANDIDATES.values()), stages.stage_retrieve, needs=("discover",),
+        Stage("retrieve", (*stages.CANDIDATES.values(), stages.SOURCES_ARTIFACT), stages.stage_retrieve,
+              needs=("discover",),
               uses_ray=True),
         Stage("features", (*stages.FEATURES.values(), "feature_names.json"), stages.stage_features,
               needs=("retrieve",), uses_ray=True),
@@ -242,7 +243,8 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
                force: bool = False) -> RunStore:
     """Run the pipeline up to and including `until` (all stages when None), or just `only` (plus missing needs).
 
-    Stages whose outputs all exist are skipped unless `force` (which then applies to the selected stages only).
+    Stages whose outputs all exist are skipped unless `force` (which then applies to the selected stages only)
+    or a stage they need was recomputed in this call.
     """
     names = stage_names()
     if until is not None and until not in names:
@@ -252,6 +254,7 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
     ctx = RunContext(config, store)
     by_name = {s.name: s for s in all_stages()}
     done: set[str] = set()
+    ran: set[str] = set()  # stages recomputed in this call: their dependants are recomputed too
     resources = ExitStack()
     ray_entered: list[bool] = []
 
@@ -260,6 +263,7 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
             return
         for need in stage.needs:
             execute(by_name[need], forced=False)
+        forced = forced or any(need in ran for need in stage.needs)
         if not forced and all(store.exists(o) for o in stage.outputs):
             log.info("stage %-9s skipped (outputs exist)", stage.name)
             done.add(stage.name)
@@ -275,6 +279,7 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
         store.update_manifest(stages={stage.name: {"seconds": seconds, "summary": summary,
                                                     "finished": datetime.now(timezone.utc).isoformat()}})
         done.add(stage.name)
+        ran.add(stage.name)
 
     with resources:
         for name in selected:

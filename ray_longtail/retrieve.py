@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ray_longtail.baselines import ALS, EASE, ItemKNN, MostPopular
 from ray_longtail.candidates import CandidateSource, History, SourceContext
@@ -28,13 +29,11 @@ class ContentKNN(CandidateSource):
     name = "content"
 
     def fit(self, history: History, context: SourceContext) -> ContentKNN:
-        self.history_ = history
-        self.vectors_ = context.vectors
-        self.profiles_ = context.profiles
+        self.history_, self.context_ = history, context
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        return self.profiles_[users] @ self.vectors_.T
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        return profiles @ self.context_.vectors.T
 
 
 class TailExplore(CandidateSource):
@@ -47,26 +46,24 @@ class TailExplore(CandidateSource):
         self.n_clusters = n_clusters
 
     def fit(self, history: History, context: SourceContext) -> TailExplore:
-        self.history_ = history
-        self.vectors_ = context.vectors
-        self.profiles_ = context.profiles
+        self.history_, self.context_ = history, context
         self.clusters_ = np.asarray(context.clusters, dtype=np.int64)
         self.is_tail_ = np.asarray(context.is_tail, dtype=bool)
         n_clusters = int(self.clusters_.max()) + 1 if len(self.clusters_) else 1
-        onehot = np.zeros((history.n_items, n_clusters), dtype=np.float32)
-        onehot[np.arange(history.n_items), self.clusters_] = 1.0
-        self.user_clusters_ = np.asarray(history.binary @ onehot)
+        self.item_cluster_ = sp.csr_matrix((np.ones(history.n_items, dtype=np.float32),
+                                            (np.arange(history.n_items), self.clusters_)),
+                                           shape=(history.n_items, n_clusters))
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        strength = self.user_clusters_[users]
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        strength = (rows @ self.item_cluster_).toarray()
         c = min(self.n_clusters, strength.shape[1])
         top = np.argpartition(-strength, c - 1, axis=1)[:, :c]
         top = np.where(np.take_along_axis(strength, top, axis=1) > 0, top, -1)
         allowed = np.zeros_like(strength, dtype=bool)
         np.put_along_axis(allowed, np.maximum(top, 0), top >= 0, axis=1)
         mask = allowed[:, self.clusters_] & self.is_tail_[None, :]
-        scores = self.profiles_[users] @ self.vectors_.T
+        scores = profiles @ self.context_.vectors.T
         scores[~mask] = -np.inf
         return scores
 
@@ -151,19 +148,23 @@ def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int,
 
 
 def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:
-    """One row per (user, item): `score_<source>` (NaN if absent) and `rank_<source>` (n + 1 if absent)."""
-    if long.empty:
-        columns = ["user", "item"] + [f"{p}_{s}" for s in source_names for p in ("score", "rank")]
-        return pd.DataFrame(columns=columns)
-    wide = long.pivot_table(index=["user", "item"], columns="source", values=["score", "rank"], aggfunc="first")
-    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
-    wide = wide.reset_index()
+    """One row per (user, item), sorted: `score_<source>` (NaN if absent) and `rank_<source>` (n + 1 if absent)."""
+    users = long["user"].to_numpy(np.int64)
+    items = long["item"].to_numpy(np.int64)
+    span = int(items.max()) + 1 if len(items) else 1
+    keys, codes = np.unique(users * span + items, return_inverse=True)
+    out = {"user": keys // span, "item": keys % span}
+    source = long["source"].to_numpy()
+    score = long["score"].to_numpy(np.float32)
+    rank = long["rank"].to_numpy(np.int32)
     for name in source_names:
-        if f"score_{name}" not in wide:
-            wide[f"score_{name}"] = np.nan
-        wide[f"rank_{name}"] = wide.get(f"rank_{name}", pd.Series(np.nan, index=wide.index)).fillna(n + 1)
-        wide[f"rank_{name}"] = wide[f"rank_{name}"].astype(np.int32)
-    return wide.sort_values(["user", "item"], kind="stable").reset_index(drop=True)
+        mask = source == name
+        score_col = np.full(len(keys), np.nan, dtype=np.float32)
+        rank_col = np.full(len(keys), n + 1, dtype=np.int32)
+        score_col[codes[mask]] = score[mask]
+        rank_col[codes[mask]] = rank[mask]
+        out[f"score_{name}"], out[f"rank_{name}"] = score_col, rank_col
+    return pd.DataFrame(out)
 
 
 def reciprocal_rank_blend(wide: pd.DataFrame, source_names: list[str], k: float = 60.0) -> np.ndarray:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +38,7 @@ from ray_longtail.retrieve import (
 log = logging.getLogger(__name__)
 CANDIDATES = {"eval": "candidates.parquet", "fit": "fit/candidates.parquet"}
 FEATURES = {"eval": "features.parquet", "fit": "fit/features.parquet"}
+SOURCES_ARTIFACT = "sources/eval.pkl"
 
 
 def stage_discover(ctx) -> dict[str, Any]:
@@ -63,7 +65,8 @@ def stage_profile(ctx) -> dict[str, Any]:
 
 
 def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
-    """Fit every source on the phase's history and return the long candidate frame for its users."""
+    """Fit every source on the phase's history and return the long candidate frame for its users (the eval
+    phase's fitted sources are also saved as `sources/eval.pkl` for serving)."""
     config = ctx.config
     phase = ctx.phase(phase_name)
     users = phase.users
@@ -72,6 +75,8 @@ def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
         users = np.sort(rng.choice(users, size=config.rank.max_train_users, replace=False))
     names = list(dict.fromkeys(config.retrieve.sources + list(BASELINE_NAMES)))
     sources = fit_sources(make_sources(config.retrieve, config.seed, names), phase.history, phase.context)
+    if phase_name == "eval":
+        ctx.store.write_bytes(SOURCES_ARTIFACT, pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
     if config.retrieve.use_ray:
         long = candidates_on_ray(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen)
@@ -91,22 +96,31 @@ def stage_retrieve(ctx) -> dict[str, Any]:
     return summary
 
 
-def phase_features(ctx, phase_name: str) -> pd.DataFrame:
-    """Feature rows of a phase's candidate union (configured sources, top n_per_source each)."""
-    config = ctx.config
-    phase = ctx.phase(phase_name)
-    candidates = ctx.candidates(phase_name)
-    sources = config.retrieve.sources
-    n = config.retrieve.n_per_source
+def union_wide(config, candidates: pd.DataFrame) -> pd.DataFrame:
+    """The candidate union of the configured sources (top n_per_source each), one row per (user, item)."""
+    sources, n = config.retrieve.sources, config.retrieve.n_per_source
     union = candidates[candidates["source"].isin(sources) & (candidates["rank"] <= n)]
-    wide = wide_candidates(union, sources, n)
-    labels = ctx.clusters()
-    tail = phase.is_tail.astype(np.float64)
-    share = np.bincount(labels, weights=tail) / np.maximum(np.bincount(labels), 1)
-    builder = FeatureBuilder(sources, config.rank.last_n_history).fit(
-        phase.history, phase.context, ctx.table("catalog.parquet"), share[labels])
+    return wide_candidates(union, sources, n)
+
+
+def feature_builder(ctx, phase_name: str) -> FeatureBuilder:
+    """The phase's fitted FeatureBuilder (cluster tail shares computed on the phase's own history)."""
+    key = f"builder:{phase_name}"
+    if key not in ctx.cache:
+        phase = ctx.phase(phase_name)
+        labels = ctx.clusters()
+        share = np.bincount(labels, weights=phase.is_tail.astype(np.float64)) / np.maximum(np.bincount(labels), 1)
+        ctx.cache[key] = FeatureBuilder(ctx.config.retrieve.sources, ctx.config.rank.last_n_history).fit(
+            phase.history, phase.context, ctx.table("catalog.parquet"), share[labels])
+    return ctx.cache[key]
+
+
+def phase_features(ctx, phase_name: str) -> pd.DataFrame:
+    """Feature rows of a phase's candidate union (Ray Data over user shards when retrieve.use_ray)."""
+    builder = feature_builder(ctx, phase_name)
+    wide = union_wide(ctx.config, ctx.candidates(phase_name))
     ctx.cache[f"feature_names:{phase_name}"] = builder.feature_names
-    if config.retrieve.use_ray:
+    if ctx.config.retrieve.use_ray:
         return features_on_ray(builder, wide)
     return builder.transform(wide)
 
@@ -167,14 +181,15 @@ def stage_rank(ctx) -> dict[str, Any]:
             "selected_tail_weight": selection["selected"]}
 
 
-def ranker_scores(ctx, features: pd.DataFrame) -> np.ndarray:
+def ranker_scores(ctx, features: pd.DataFrame, on_ray: bool | None = None) -> np.ndarray:
     """Ranker score per feature row (the reciprocal-rank blend when the ranker is disabled)."""
     if not ctx.config.rank.enabled:
         return reciprocal_rank_blend(features, ctx.config.retrieve.sources)
     if "booster" not in ctx.cache:
         ctx.cache["booster"] = load_ranker(ctx.store)
     booster, names = ctx.cache["booster"]
-    if ctx.config.rank.score_on_ray and len(features) > 0:
+    on_ray = ctx.config.rank.score_on_ray if on_ray is None else on_ray
+    if on_ray and len(features) > 0:
         return score_on_ray(booster, features, names)
     return predict(booster, features, names)
 
@@ -191,11 +206,12 @@ def ranked_lists(ctx, phase_name: str, scored: pd.DataFrame, tail_weight: float,
     return lists.assign(source=source.reindex(pd.MultiIndex.from_frame(lists[["user", "item"]])).to_numpy())
 
 
-def scored_candidates(ctx, features: pd.DataFrame) -> pd.DataFrame:
+def scored_candidates(ctx, features: pd.DataFrame, on_ray: bool | None = None) -> pd.DataFrame:
+    """(user, item, score, source): ranker scores with the best-ranked source of each candidate."""
     sources = ctx.config.retrieve.sources
     best = np.asarray(sources)[np.argmin(features[[f"rank_{s}" for s in sources]].to_numpy(), axis=1)]
     return pd.DataFrame({"user": features["user"].to_numpy(), "item": features["item"].to_numpy(),
-                         "score": ranker_scores(ctx, features), "source": best})
+                         "score": ranker_scores(ctx, features, on_ray), "source": best})
 
 
 def constrained_objective(metrics: dict[str, float], floor: float, objective: str = "ndcg@10") -> float:

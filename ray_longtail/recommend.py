@@ -1,0 +1,257 @@
+"""Online recommendations from one finished run, with the batch pipeline's own code path:
+sources (fitted on the eval history, `sources/eval.pkl`) -> FeatureBuilder -> XGBoost ranker -> rerank.
+
+`Recommender` is plain Python (the Serve deployment wraps it): known users, ad-hoc users given by a list of
+recent items, cold-start users (popularity + diversity), similar items, semantic search over item vectors, and
+items added at run time (embedded by the caller, appended durably to the run under `added_items/`).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ray_longtail.artifacts import RunStore
+from ray_longtail.candidates import mask_seen, top_n
+from ray_longtail.config import load_config
+from ray_longtail.data import schema as S
+from ray_longtail.errors import UserError
+from ray_longtail.pipeline import RunContext
+from ray_longtail.rerank import candidate_matrix, rerank
+from ray_longtail.retrieve import batch_candidates
+from ray_longtail.stages import SOURCES_ARTIFACT, feature_builder, ranked_lists, scored_candidates, union_wide
+
+log = logging.getLogger(__name__)
+ADDED = "added_items"
+
+
+def open_run_store(run: str) -> RunStore:
+    """A run folder path or URI (an s3:// URI may carry ?query options) -> its RunStore."""
+    base, sep, query = run.partition("?")
+    base = base.rstrip("/")
+    artifacts, run_id = base.rsplit("/", 1) if "/" in base else (".", base)
+    store = RunStore(artifacts + sep + query, run_id)
+    if not store.exists("manifest.json"):
+        raise UserError(f"{run} is not a ray_longtail run folder (no manifest.json)")
+    return store
+
+
+class Recommender:
+    """Answers requests for one run. Scored candidates of known users are cached (LRU) so that a request only
+    pays for the re-ranking at its own tail_weight."""
+
+    def __init__(self, run: str, cache_users: int = 50_000):
+        self.store = open_run_store(run)
+        manifest = self.store.manifest()
+        self.config = load_config(extra=manifest["config"])
+        self.ctx = RunContext(self.config, self.store)
+        for needed in ("metrics.json", SOURCES_ARTIFACT, "item_segments.parquet"):
+            if not self.store.exists(needed):
+                raise UserError(f"run {run} is incomplete ({needed} missing): finish it with `ray-longtail run`")
+        self.phase = self.ctx.phase("eval")
+        self.sources = pickle.loads(self.store.read_bytes(SOURCES_ARTIFACT))
+        self.builder = feature_builder(self.ctx, "eval")
+        self.catalog = self.ctx.table("catalog.parquet")
+        self.item_ids = np.asarray(self.phase.history.item_ids, dtype=object)
+        self.item_index = pd.Index(self.item_ids)
+        self.titles = self.catalog[S.TITLE].fillna("").astype(str).to_numpy(dtype=object)
+        self.segments = self.phase.segments[S.SEGMENT].to_numpy(dtype=object)
+        self.vectors = self.phase.context.vectors
+        self.default_tail_weight = float(self.store.read_json("metrics.json")["info"]["tail_weight"])
+        self.n = max(self.config.retrieve.n_per_source, max(self.config.eval.ks))
+        self.cache: OrderedDict[tuple[str, bool], pd.DataFrame] = OrderedDict()
+        self.cache_users = cache_users
+        self.added = self._load_added()
+
+    # ----------------------------------------------------------------------------------------------- users
+    def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
+                  tail_weight: float | None = None, recent_items: list[str] | None = None) -> dict[str, Any]:
+        weight = self.default_tail_weight if tail_weight is None else float(tail_weight)
+        user = self.phase.history.user_index([user_id])[0] if user_id is not None else -1
+        if user >= 0:
+            scored = self._scored_known(int(user), exclude_seen)
+            history_items = self.phase.history.binary[user].indices
+        elif recent_items:
+            history_items = self._item_positions(recent_items, strict=False)
+            if not len(history_items):
+                return self._cold_start(k, weight)
+            scored = self._scored_adhoc(history_items, exclude_seen)
+        else:
+            return self._cold_start(k, weight)
+        lists = ranked_lists(self.ctx, "eval", scored, weight, k) if user >= 0 else self._rerank_adhoc(
+            scored, history_items, weight, k)
+        items = [self._item(int(i), float(s), str(src), history_items) for i, s, src in
+                 zip(lists["item"], lists["score"], lists["source"], strict=True)]
+        return {"user_id": user_id, "cold_start": False, "tail_weight": weight, "items": items}
+
+    def _scored_known(self, user: int, exclude_seen: bool) -> pd.DataFrame:
+        key = (str(user), exclude_seen)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        long = batch_candidates(self.sources, np.array([user]), self.n, exclude_seen)
+        features = self.builder.transform(union_wide(self.config, long))
+        scored = scored_candidates(self.ctx, features, on_ray=False)
+        self.cache[key] = scored
+        if len(self.cache) > self.cache_users:
+            self.cache.popitem(last=False)
+        return scored
+
+    def _scored_adhoc(self, history_items: np.ndarray, exclude_seen: bool) -> pd.DataFrame:
+        """Candidates for a user known only by recent items: sources score the ad-hoc history row."""
+        row = sp.csr_matrix((np.ones(len(history_items), np.float32), (np.zeros(len(history_items), int),
+                                                                       history_items)),
+                            shape=(1, len(self.item_ids)))
+        profile = user_profiles_for_items(self.vectors, history_items)
+        frames = []
+        for source in self.sources:
+            scores = mask_seen(np.asarray(source.score_rows(row, profile), np.float32), row, exclude_seen)
+            items, values = top_n(scores, self.n)
+            keep = items[0] >= 0
+            frames.append(pd.DataFrame({"user": 0, "item": items[0][keep], "source": source.name,
+                                        "score": values[0][keep], "rank": np.arange(1, keep.sum() + 1)}))
+        wide = union_wide(self.config, pd.concat(frames, ignore_index=True))
+        sources = self.config.retrieve.sources
+        best = np.asarray(sources)[np.argmin(wide[[f"rank_{s}" for s in sources]].to_numpy(), axis=1)]
+        from ray_longtail.retrieve import reciprocal_rank_blend
+
+        return pd.DataFrame({"user": 0, "item": wide["item"], "score": reciprocal_rank_blend(wide, sources),
+                             "source": best})
+
+    def _rerank_adhoc(self, scored: pd.DataFrame, history_items: np.ndarray, weight: float, k: int):
+        users, items, values = candidate_matrix(scored, self.config.rerank.depth)
+        tail = self.phase.is_tail
+        appetite = np.array([(tail[history_items].sum() + 0.5) / (len(history_items) + 1.0)])
+        lists = rerank(users, items, values, k, weight, self.config.rerank.method, is_tail=tail,
+                       appetite=appetite, vectors=self.vectors)
+        source = scored.set_index("item")["source"]
+        return lists.assign(source=source.reindex(lists["item"]).to_numpy())
+
+    def _cold_start(self, k: int, weight: float) -> dict[str, Any]:
+        """Unknown user: the most popular items, diversified over embeddings (MMR, λ = max(tail_weight, 0.3))."""
+        pop = self.phase.history.popularity()
+        top = np.argsort(-pop, kind="stable")[: max(self.config.rerank.depth, k)]
+        frame = pd.DataFrame({"user": 0, "item": top, "score": np.log1p(pop[top]).astype(np.float32)})
+        users, items, values = candidate_matrix(frame, self.config.rerank.depth)
+        lists = rerank(users, items, values, k, max(weight, 0.3), "mmr", vectors=self.vectors)
+        picked = [self._item(int(i), float(s), "popular", np.array([], dtype=int))
+                  for i, s in zip(lists["item"], lists["score"], strict=True)]
+        return {"user_id": None, "cold_start": True, "tail_weight": weight, "items": picked}
+
+    # ----------------------------------------------------------------------------------------------- items
+    def similar(self, item_id: str | None = None, vector: np.ndarray | None = None, k: int = 10,
+                tail_only: bool = False) -> dict[str, Any]:
+        if item_id is not None:
+            vector = self.all_vectors()[self._item_positions([item_id], strict=True)[0]]
+        exclude = {item_id} if item_id is not None else set()
+        return {"items": self._nearest(np.asarray(vector, np.float32), k, tail_only, exclude)}
+
+    def search(self, vector: np.ndarray, k: int = 10, tail_only: bool = False) -> dict[str, Any]:
+        return {"items": self._nearest(np.asarray(vector, np.float32), k, tail_only, set())}
+
+    def _nearest(self, vector: np.ndarray, k: int, tail_only: bool, exclude: set[str]) -> list[dict[str, Any]]:
+        vectors, ids, segments = self.all_vectors(), self.all_ids(), self.all_segments()
+        scores = vectors @ vector
+        if tail_only:
+            scores = np.where(segments != S.HEAD, scores, -np.inf)
+        if exclude:
+            scores = np.where(np.isin(ids, list(exclude)), -np.inf, scores)
+        items, values = top_n(scores[None, :].astype(np.float32), k)
+        return [{"item_id": str(ids[i]), "title": str(self.all_titles()[i]), "score": float(v),
+                 "segment": str(segments[i]), "source": "content", "reason": "text similarity"}
+                for i, v in zip(items[0], values[0], strict=True) if i >= 0]
+
+    def add_items(self, items: pd.DataFrame, vectors: np.ndarray) -> dict[str, Any]:
+        """Add or update items (embedded by the caller): searchable and recommendable as cold items at once,
+        and appended durably to the run (`added_items/<ts>.parquet`) so a restart keeps them."""
+        frame = items[[S.ITEM_ID, S.TITLE]].astype(str).assign(vector=list(np.asarray(vectors, np.float32)))
+        self.store.write_table(f"{ADDED}/{time.time_ns()}.parquet", frame)
+        self.added = pd.concat([self.added, frame], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last")
+        return {"added": int(len(frame)), "total_added": int(len(self.added))}
+
+    def _load_added(self) -> pd.DataFrame:
+        empty = pd.DataFrame({S.ITEM_ID: pd.Series(dtype=str), S.TITLE: pd.Series(dtype=str), "vector": []})
+        base = self.store.path(ADDED)
+        from pyarrow import fs as pafs
+
+        infos = self.store.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
+        names = sorted(i.path for i in infos if i.path.endswith(".parquet"))
+        frames = [self.store.read_table(f"{ADDED}/{n.rsplit('/', 1)[1]}") for n in names]
+        frames = [f.assign(vector=[np.asarray(v, np.float32) for v in f["vector"]]) for f in frames]
+        return pd.concat([empty, *frames], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last")
+
+    def all_vectors(self) -> np.ndarray:
+        if not len(self.added):
+            return self.vectors
+        added = self.added[~self.added[S.ITEM_ID].isin(self.item_index)]
+        vectors = self.vectors.copy()
+        updated = self.added[self.added[S.ITEM_ID].isin(self.item_index)]
+        if len(updated):
+            vectors[self.item_index.get_indexer(updated[S.ITEM_ID])] = np.stack(updated["vector"].to_numpy())
+        if not len(added):
+            return vectors
+        return np.vstack([vectors, np.stack(added["vector"].to_numpy())])
+
+    def _new_added(self) -> pd.DataFrame:
+        return self.added[~self.added[S.ITEM_ID].isin(self.item_index)]
+
+    def all_ids(self) -> np.ndarray:
+        return np.concatenate([self.item_ids, self._new_added()[S.ITEM_ID].to_numpy(dtype=object)])
+
+    def all_titles(self) -> np.ndarray:
+        return np.concatenate([self.titles, self._new_added()[S.TITLE].to_numpy(dtype=object)])
+
+    def all_segments(self) -> np.ndarray:
+        return np.concatenate([self.segments, np.full(len(self._new_added()), S.COLD, dtype=object)])
+
+    def _item_positions(self, item_ids: list[str], strict: bool) -> np.ndarray:
+        ids = pd.Index(self.all_ids())
+        positions = ids.get_indexer(pd.Index([str(i) for i in item_ids]))
+        if strict and (positions < 0).any():
+            missing = [i for i, p in zip(item_ids, positions, strict=True) if p < 0]
+            raise KeyError(f"unknown item_id {missing[0]!r}")
+        positions = positions[positions >= 0]
+        return positions[positions < len(self.item_ids)] if not strict else positions
+
+    def _item(self, item: int, score: float, source: str, history_items: np.ndarray) -> dict[str, Any]:
+        reason = source
+        if len(history_items):
+            closest = history_items[int(np.argmax(self.vectors[history_items] @ self.vectors[item]))]
+            verb = "bought together with" if source in ("itemknn", "ease", "als") else "similar to"
+            reason = f"{source}: {verb} '{self.titles[closest]}'"
+        return {"item_id": str(self.item_ids[item]), "title": str(self.titles[item]), "score": score,
+                "segment": str(self.segments[item]), "source": source, "reason": reason}
+
+    def metadata(self) -> dict[str, Any]:
+        counts = pd.Series(self.segments).value_counts().to_dict()
+        return {"run_id": self.store.run_id, "model": self.config.embed.model, "catalog": int(len(self.item_ids)),
+                "added_items": int(len(self._new_added())), "segments": {k: int(v) for k, v in counts.items()},
+                "users": int(self.phase.history.n_users), "default_tail_weight": self.default_tail_weight,
+                "ranker": "xgboost" if self.config.rank.enabled else "blend"}
+
+
+def user_profiles_for_items(vectors: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(1, dim) unit profile of an ad-hoc history (equal weights)."""
+    profile = vectors[items].mean(axis=0, keepdims=True)
+    norm = np.linalg.norm(profile)
+    return (profile / norm if norm > 0 else profile).astype(np.float32)
+
+
+def recommend_users(config, user_ids: list[str], k: int) -> pd.DataFrame:
+    """CLI helper: top-k for the given users of the run `config` points at."""
+    from ray_longtail.pipeline import make_run_id
+
+    recommender = Recommender(f"{config.artifacts.rstrip('/')}/{make_run_id(config)}")
+    rows = []
+    for user in user_ids:
+        answer = recommender.recommend(user, k=k)
+        rows += [{"user_id": user, "rank": r + 1, **item} for r, item in enumerate(answer["items"])]
+    return pd.DataFrame(rows)
+
