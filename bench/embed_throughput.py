@@ -1,21 +1,25 @@
 """Embedding throughput: a plain in-process TextEncoder loop against the Ray Data stage (`embed_items`).
 
-    python bench/embed_throughput.py [--n N] [--repeats R] [--block-size B] [--batch-size S]
+    python bench/embed_throughput.py [--n N] [--repeats R] [--block-size B] [--batch-size S] [--configs afbc]
 
-Configurations, all on the first N rows of the bundled items parquet (texts from `item_texts` with the default
-`EmbedConfig().text_fields`), all with 2 torch threads in total:
+All configurations embed the first N rows of the bundled items parquet (texts from `item_texts` with the default
+`EmbedConfig().text_fields`) with 2 torch threads in total:
 
-  (a) plain     `TextEncoder(num_threads=2).encode` in this process, block by block over the same length-sorted
-                blocks that `embed_items` builds (same blocks and batches, so the same padding, as (b)/(c))
-  (b) ray 1x2   `embed_items`, 1 actor x 2 CPUs
-  (c) ray 2x1   `embed_items`, 2 actors x 1 CPU
+  (a)  plain, in-process   `TextEncoder(num_threads=2).encode` in this (warm) process, block by block over the same
+                           length-sorted blocks that `embed_items` builds: the same batches, so the same padding
+  (a') plain, new process  the same in a new Python process: interpreter, imports and model load count
+  (b)  ray 1 actor x 2 CPU `embed_items` (num_actors=1, cpus_per_actor=2)
+  (c)  ray 2 actors x 1 CPU `embed_items` (num_actors=2, cpus_per_actor=1)
+  (d)  ray 1 actor x 1 CPU  `embed_items` with EmbedConfig's default pool (only with --configs ...d)
 
-End to end: wall time of the call: (a) model load + encode; (b)/(c) `embed_items` including actor start-up and model
-load (`ray.init` is done once beforehand and not counted). Steady state: from the first completed block to the last
-one, counting the items after the first block; blocks in flight at that moment count pro rata. Per-block start/end
-times come from a wrapper around `EmbedBatch` (swapped in for the bench only) that appends them to a file.
+End to end: wall time of the call; for (a) model load + encode, for (b)-(d) `embed_items` including actor start-up
+and model load. `ray.init` and the session's first Ray Data execution are done once beforehand and not counted.
+Steady state: from the first completed block to the last, counting the items after the first block (blocks in
+flight at that moment count pro rata). Per-block times come from `TimedEmbedBatch`, a logging subclass that the
+bench swaps in for `EmbedBatch`. The per-run table splits the machine's CPU time during each call into this driver,
+Ray's own processes, the actors and everything else ("other load": other users of the machine, i.e. noise).
 
-Runs are interleaved (a, b, c, a, b, c, ...) so that noise from other load spreads over all configurations.
+Runs are interleaved (a, a', b, c, a, a', b, c, ...) so that noise from other load spreads over all configurations.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,6 +142,19 @@ class Run:
         self.cpu["actors"] = sum(cpu - procs0.get(pid, (0, 0.0))[1] for pid, cpu in last.items())
         self.cpu["other"] = max(0.0, busy1 - busy0 - sum(self.cpu.values()))
 
+    HEADER = ("| # | configuration | wall s | init starts after s | ready after s | first block after s "
+              "| blocks per actor | e2e items/s | steady items/s | cores used in encode | torch threads | nice "
+              "| idle between blocks s | tail s | CPU s: driver | Ray procs | actors | other load (cores) |\n"
+              + "|---" * 18 + "|")
+
+    def row(self, repeat: int) -> str:
+        threads = "/".join(str(i["torch_threads"]) for i in self.inits)
+        nice = "/".join(str(i["nice"]) for i in self.inits)
+        return (f"| {repeat} | {self.name} | {self.wall:.1f} | {self.spawned:.1f} | {self.startup:.1f} "
+                f"| {self.first_block:.1f} | {self.split} | {self.e2e:.0f} | {self.steady:.0f} | {self.cores:.2f} "
+                f"| {threads} | {nice} | {self.gaps:.2f} | {self.tail:.2f} | {self.cpu['driver']:.1f} "
+                f"| {self.cpu['ray']:.1f} | {self.cpu['actors']:.1f} | {self.cpu['other'] / self.wall:.2f} |")
+
     @property
     def e2e(self) -> float:
         return self.n / self.wall
@@ -199,21 +217,36 @@ def sorted_blocks(texts: list[str], block_size: int) -> tuple[np.ndarray, list[l
     return order, [ordered[i:i + block_size] for i in range(0, len(ordered), block_size)]
 
 
-def run_plain(texts: list[str], config: EmbedConfig) -> Run:
+def run_plain(name: str, texts: list[str], config: EmbedConfig) -> Run:
+    """Model load + encode in this process, block by block, logging like `TimedEmbedBatch`."""
     begin, start = time.time(), time.perf_counter()
     encoder = TextEncoder(config.model, max_length=config.max_length, device="cpu", num_threads=2)
-    run = Run("(a) plain", 0.0, len(texts), begin)
-    run.inits.append({"start": begin, "end": time.time()} | _thread_info())
+    run = Run(name, 0.0, len(texts), begin)
+    run.inits.append({"start": begin, "end": time.time(), "cpu_total": time.process_time()} | _thread_info())
     parts = []
     order, blocks = sorted_blocks(texts, config.block_size)
     for block in blocks:
         t0, cpu = time.time(), time.process_time()
         parts.append(encoder.encode(block, batch_size=config.batch_size))
-        run.calls.append({"actor": "main", "start": t0, "end": time.time(), "cpu": time.process_time() - cpu,
-                          "n": len(block)})
+        cpu_total = time.process_time()
+        run.calls.append({"actor": "main", "pid": os.getpid(), "start": t0, "end": time.time(), "cpu": cpu_total - cpu,
+                          "cpu_total": cpu_total, "n": len(block)})
     run.wall = time.perf_counter() - start
     run.vectors = np.empty_like(np.concatenate(parts))
     run.vectors[order] = np.concatenate(parts)
+    return run
+
+
+def run_fresh(name: str, args: argparse.Namespace) -> Run:
+    """(a) in a new Python process: interpreter start, imports, model load and encode all count."""
+    command = [sys.executable, __file__, "--child", "--block-size", str(args.block_size),
+               "--batch-size", str(args.batch_size)] + (["--n", str(args.n)] if args.n else [])
+    begin, start = time.time(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    run = Run(name, time.perf_counter() - start, 0, begin)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    run.n, run.inits, run.calls = child["n"], child["inits"], child["calls"]
+    run.inits[0]["start"] = begin  # "init starts": the moment the process was asked for
     return run
 
 
@@ -226,6 +259,7 @@ def read_timings(directory: Path) -> tuple[list[dict], list[dict]]:
 
 
 def run_ray(name: str, catalog: pd.DataFrame, config: EmbedConfig, timings: Path) -> Run:
+    """`embed_items` with `TimedEmbedBatch` in place of `EmbedBatch`; the call's wall time is the end-to-end time."""
     import ray
 
     deadline = time.time() + 60  # the previous pool's actors must have released their CPUs
@@ -263,37 +297,62 @@ def machine() -> str:
             f"ray {ray.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")
 
 
-def main(argv: list[str] | None = None) -> int:
+CONFIGS = {  # key: (label, how, actors, CPUs per actor)
+    "a": ("(a) plain, in-process", "plain", 0, 0.0),
+    "f": ("(a') plain, new process", "fresh", 0, 0.0),
+    "b": ("(b) ray 1 actor x 2 CPU", "ray", 1, 2.0),
+    "c": ("(c) ray 2 actors x 1 CPU", "ray", 2, 1.0),
+    "d": ("(d) ray 1 actor x 1 CPU (EmbedConfig default)", "ray", 1, 1.0),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=None, help="items (first N catalog rows; default: all)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (best and median reported)")
     parser.add_argument("--block-size", type=int, default=EmbedConfig.block_size, help="rows per Ray Data block")
     parser.add_argument("--batch-size", type=int, default=EmbedConfig.batch_size, help="texts per forward pass")
-    parser.add_argument("--configs", default="abc", help="which of (a), (b), (c) to run (default: abc)")
+    parser.add_argument("--configs", default="afbc",
+                        help="which to run, in this order per repeat: " + "; ".join(
+                            f"{key} = {label}" for key, (label, *_) in CONFIGS.items()) + " (default: afbc)")
     parser.add_argument("--worker-niceness", type=int, default=None,
-                        help="nice value of Ray workers (RAY_worker_niceness; Ray's default is 15)")
+                        help="nice value of Ray's worker processes (sets RAY_worker_niceness; Ray's default is 15)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the (a') process
     args = parser.parse_args(argv)
+    unknown = set(args.configs) - set(CONFIGS)
+    if unknown:
+        parser.error(f"--configs: unknown {''.join(sorted(unknown))}; choose from {''.join(CONFIGS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     for key, value in BENCH_ENV.items():
         os.environ.setdefault(key, value)
     if args.worker_niceness is not None:
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
-
     catalog = pd.read_parquet(bundled_paths()[0])
     catalog = catalog.head(args.n) if args.n else catalog
     base = EmbedConfig(block_size=args.block_size, batch_size=args.batch_size, device="cpu")
     texts = item_texts(catalog, base.text_fields)
-    lengths = np.array([len(t) for t in texts])
-    configs = {"a": ("(a) plain", None, None), "b": ("(b) ray 1x2", 1, 2.0), "c": ("(c) ray 2x1", 2, 1.0)}
-    chosen = [configs[c] for c in args.configs]
+    if args.child:
+        run = run_plain("child", texts, base)
+        print(json.dumps({"n": run.n, "inits": run.inits, "calls": run.calls}))
+        return 0
 
+    lengths = np.array([len(t) for t in texts])
     print("## Embedding throughput\n")
     print(f"- machine: {machine()}")
     print(f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
-    print(f"- command: `python {' '.join([sys.argv[0], *sys.argv[1:]])}`")
-    print(f"- items: {len(texts)} (text length mean {lengths.mean():.0f}, max {lengths.max()} chars), model "
-          f"{base.model}, max_length {base.max_length}, block size {base.block_size}, batch size {base.batch_size}, "
-          f"repeats {args.repeats}")
+    print(f"- command: `python {' '.join(sys.argv)}`")
+    print(f"- items: {len(texts)} bundled catalog rows (text length mean {lengths.mean():.0f}, max {lengths.max()} "
+          f"chars), {base.model}, max_length {base.max_length}, block size {base.block_size}, "
+          f"batch size {base.batch_size}, repeats {args.repeats}")
     sys.stdout.flush()
+
+    start = time.perf_counter()
+    TextEncoder(base.model, max_length=base.max_length, device="cpu", num_threads=2)  # (a) runs warm
+    first_load_s = time.perf_counter() - start
 
     import ray
 
@@ -309,52 +368,45 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     warm_s = time.perf_counter() - start - init_s
 
-    runs: dict[str, list[Run]] = {name: [] for name, _, _ in chosen}
+    chosen = [CONFIGS[key] for key in args.configs]
+    runs: dict[str, list[Run]] = {label: [] for label, *_ in chosen}
     details = []
     try:
         for repeat in range(args.repeats):
-            for name, actors, cpus in chosen:
+            for label, how, actors, cpus in chosen:
                 before = cpu_snapshot()
-                if actors is None:
-                    run = run_plain(texts, base)
+                if how == "plain":
+                    run = run_plain(label, texts, base)
+                elif how == "fresh":
+                    run = run_fresh(label, args)
                 else:
                     config = EmbedConfig(block_size=base.block_size, batch_size=base.batch_size, num_actors=actors,
                                          cpus_per_actor=cpus, device="cpu")
-                    run = run_ray(name, catalog, config, timings)
+                    run = run_ray(label, catalog, config, timings)
                 run.account(before, cpu_snapshot())
-                runs[name].append(run)
-                threads = "/".join(str(i["torch_threads"]) for i in run.inits)
-                nice = "/".join(str(i["nice"]) for i in run.inits)
-                details.append(f"| {repeat + 1} | {name} | {run.wall:.1f} | {run.spawned:.1f} | {run.startup:.1f} "
-                               f"| {run.first_block:.1f} | {run.split} "
-                               f"| {run.e2e:.0f} | {run.steady:.0f} | {run.cores:.2f} | {threads} | {nice} "
-                               f"| {run.gaps:.2f} | {run.tail:.2f} | {run.cpu['driver']:.1f} | {run.cpu['ray']:.1f} "
-                               f"| {run.cpu['actors']:.1f} | {run.cpu['other'] / run.wall:.2f} |")
+                runs[label].append(run)
+                details.append(run.row(repeat + 1))
                 print(details[-1], file=sys.stderr, flush=True)
     finally:
         ray.shutdown()
 
-    reference = runs.get("(a) plain")
-    cosines = [float((run.vectors * reference[0].vectors).sum(1).min()) for done in runs.values() for run in done
-               if reference]
-    print(f"- not counted: `ray.init` {init_s:.1f} s, first Ray Data execution (helper actors) {warm_s:.1f} s; "
-          f"Ray workers' nice value {os.environ.get('RAY_worker_niceness', '15 (default)')}")
-    print(f"- check: min cosine of every run's vectors to (a)'s: "
-          f"{min(cosines) if cosines else float('nan'):.6f}\n")
+    reference = runs.get(CONFIGS["a"][0])
+    checked = [run for done in runs.values() for run in done if run.vectors is not None]
+    cosine = min((float((run.vectors * reference[0].vectors).sum(1).min()) for run in checked), default=float("nan"))
+    print(f"- not counted: first model load in this process {first_load_s:.1f} s (so (a) runs warm), `ray.init` "
+          f"{init_s:.1f} s, first Ray Data execution (its helper actors) {warm_s:.1f} s; Ray workers' nice value "
+          f"{os.environ.get('RAY_worker_niceness', '15 (default)')}")
+    print(f"- check: lowest cosine between any run's vectors and (a)'s: {cosine:.6f}\n")
     print("| configuration | end to end items/s best (median) | vs (a) | steady items/s best (median) | vs (a) "
           "| first block after s (median) |")
     print("|---|---|---|---|---|---|")
-    for name, done in runs.items():
+    for label, done in runs.items():
         e2e, e2e_ratio = fmt_pair([r.e2e for r in done], [r.e2e for r in reference] if reference else None)
         steady, steady_ratio = fmt_pair([r.steady for r in done], [r.steady for r in reference] if reference else None)
         first = statistics.median(r.first_block for r in done)
-        print(f"| {name} | {e2e} | {e2e_ratio} | {steady} | {steady_ratio} | {first:.1f} |")
-    print("\nPer run (ratios above: best/best and median/median):\n")
-    print("| repeat | configuration | wall s | init starts after s | ready after s | first block after s "
-          "| blocks per actor | e2e items/s | steady items/s "
-          "| cores used in encode | torch threads | nice | idle between blocks s | tail s | CPU s: driver | Ray procs "
-          "| actors | other users (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| {label} | {e2e} | {e2e_ratio} | {steady} | {steady_ratio} | {first:.1f} |")
+    print("\nRatios: best/best (median/median). Per run:\n")
+    print(Run.HEADER)
     print("\n".join(details))
     return 0
 

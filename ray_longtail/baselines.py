@@ -38,12 +38,19 @@ class ItemKNN(CandidateSource):
 
     name = "itemknn"
 
-    def __init__(self, neighbors: int = 100):
+    def __init__(self, neighbors: int = 100, max_user_items: int = 200):
         self.neighbors = neighbors
+        self.max_user_items = max_user_items
 
     def fit(self, history: History, context: SourceContext | None = None) -> ItemKNN:
+        """Co-occurrence over each user's `max_user_items` most recent items: a user with d items adds d²
+        pairs, so the cap bounds memory on heavy-tailed activity (wholesalers, bots)."""
+        from ray_longtail.profile import recency_weights
+
         self.history_, self.context_ = history, context
-        X = history.binary.tocsc().astype(np.float32)
+        X = recency_weights(history, half_life_days=1e12, max_history=self.max_user_items)
+        X.data[:] = 1.0
+        X = X.tocsc().astype(np.float32)
         norms = np.sqrt(np.asarray(X.power(2).sum(axis=0)).ravel())
         norms[norms == 0] = 1.0
         Xn = X @ sp.diags(1.0 / norms)

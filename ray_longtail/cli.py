@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
              "evaluate": "metrics and report of the test window"}
     for name in STAGE_COMMANDS:
         commands.add_parser(name, parents=[common], help=helps.get(name, name))
+    synth = commands.add_parser("synth", help="write a synthetic long-tail shop in the data contract")
+    synth.add_argument("--out", required=True, help="output folder (items.<fmt>, interactions.<fmt>)")
+    synth.add_argument("--n-items", type=int, default=5000)
+    synth.add_argument("--interactions-per-item", type=float, default=10.0)
+    synth.add_argument("--event", choices=["purchase", "rating"], default="purchase")
+    synth.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    synth.add_argument("--seed", type=int, default=0)
     tune = commands.add_parser("tune", parents=[common], help="Ray Tune + Optuna search on the valid window")
     tune.add_argument("--num-samples", type=int, help="trials (default: tune.num_samples)")
     return parser
@@ -70,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
 
+    if args.command == "synth":
+        from ray_longtail.data.synthetic import write_shop
+
+        paths = write_shop(args.out, fmt=args.format, n_items=args.n_items, seed=args.seed, event=args.event,
+                           interactions_per_item=args.interactions_per_item)
+        print("\n".join(paths))
+        return 0
     config = config_from_args(args)
     if args.command == "tune":
         from ray_longtail.tune import run_tune

@@ -38,7 +38,7 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"  # or a local path, or "hashing" (weight-free, CPU-fast)
     text_fields: list[str] = field(default_factory=lambda: ["title", "category", "brand", "description"])
     max_length: int = 128
     batch_size: int = 64  # texts per forward pass
@@ -72,7 +72,7 @@ class RetrieveConfig:
     use_ray: bool = True  # candidate generation on a Ray Data actor pool over user shards
     itemknn_neighbors: int = 100
     ease_lambda: float = 250.0
-    ease_max_items: int = 30000  # EASE needs items² floats; above this it is skipped (ItemKNN/ALS remain)
+    ease_max_items: int = 15000  # EASE inverts an items² matrix: larger catalogs use their most popular items
     als_factors: int = 64
     als_iterations: int = 15
     als_regularization: float = 0.05
@@ -109,6 +109,7 @@ class RerankConfig:
 class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [10, 20])
     exclude_seen: bool = True
+    max_users: int | None = None  # evaluate a seeded sample of at most this many users (None = all)
     tail_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0])
 
 

@@ -67,4 +67,7 @@ def build_phase(name: str, history_events: pd.DataFrame, label_events: pd.DataFr
     context = SourceContext(vectors=vectors, clusters=clusters,
                             is_tail=(segments[S.SEGMENT] != S.HEAD).to_numpy(), profiles=profiles)
     users, truth = ground_truth(label_events, history, config.eval.exclude_seen)
+    if name == "eval" and config.eval.max_users is not None and len(users) > config.eval.max_users:
+        keep = np.sort(np.random.default_rng(config.seed).choice(len(users), config.eval.max_users, replace=False))
+        users, truth = users[keep], truth[keep]
     return Phase(name=name, history=history, segments=segments, context=context, users=users, truth=truth)

@@ -115,9 +115,19 @@ def batch_candidates(sources: list[CandidateSource], users: np.ndarray, n: int,
     return pd.concat(frames, ignore_index=True)
 
 
+MAX_BATCH_CELLS = 1 << 25
+
+
+def effective_batch_size(batch_size: int, n_items: int) -> int:
+    """Users per batch so that a dense (batch, n_items) float32 score matrix stays under 128 MiB."""
+    return int(max(1, min(batch_size, MAX_BATCH_CELLS // max(n_items, 1))))
+
+
 def candidate_union(sources: list[CandidateSource], users: np.ndarray, n: int, batch_size: int = 512,
                     exclude_seen: bool = True) -> pd.DataFrame:
-    """Every source's top-n for all `users` (user indices), computed in batches of `batch_size` users."""
+    """Every source's top-n for all `users` (user indices), in batches of at most `batch_size` users (fewer on
+    large catalogs: memory is bounded by the batch, never by users x items)."""
+    batch_size = effective_batch_size(batch_size, sources[0].history_.n_items) if sources else batch_size
     parts = [batch_candidates(sources, users[i:i + batch_size], n, exclude_seen)
              for i in range(0, len(users), batch_size)]
     return pd.concat(parts, ignore_index=True) if parts else batch_candidates(sources, users[:0], n)
@@ -138,8 +148,11 @@ def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int,
     """`candidate_union` on a Ray Data actor pool over user shards (same output, rows in any order)."""
     import ray
 
-    dataset = ray.data.from_items([{"user": int(u)} for u in users], override_num_blocks=max(
-        1, min(64, -(-len(users) // batch_size))))
+    batch_size = effective_batch_size(batch_size, sources[0].history_.n_items) if sources else batch_size
+    rows_per_block = max(batch_size, -(-len(users) // 64))
+    frame = pd.DataFrame({"user": np.asarray(users, dtype=np.int64)})
+    dataset = ray.data.from_pandas([frame.iloc[i:i + rows_per_block] for i in range(0, len(frame), rows_per_block)]
+                                   or [frame])
     out = dataset.map_batches(
         CandidateBatch, fn_constructor_args=(sources, n, exclude_seen), batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=1)

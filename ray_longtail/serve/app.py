@@ -1,0 +1,357 @@
+"""Ray Serve application: an `Encoder` deployment (text -> vector, request batching) and a `Recommender`
+deployment (FastAPI ingress) that answers with `ray_longtail.recommend.Recommender` for one finished run, the same
+code path as the batch pipeline.
+
+    serve run serve_config.yaml                    # the config at the repo root
+    ray-longtail serve --run artifacts/latest      # the same app from the CLI (`serve_forever`)
+
+`build_app({"run": ...})` takes a run folder or URI; `latest` (or `<artifacts>/latest`) means the run under
+`artifacts/` (or `<artifacts>/`) whose metrics.json was written last. The known-user path of /recommend never
+calls the Encoder; /search, /similar with text, and /items do.
+"""
+
+import logging
+import posixpath
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pyarrow import fs as pafs
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from ray_longtail import __version__
+from ray_longtail.errors import UserError
+from ray_longtail.serve.schemas import (
+    MAX_BODY_BYTES,
+    MAX_ITEMS_PER_REQUEST,
+    AddItemsRequest,
+    AddItemsResponse,
+    ErrorResponse,
+    Health,
+    ItemsResponse,
+    Metadata,
+    RecommendRequest,
+    RecommendResponse,
+    SearchRequest,
+    SimilarRequest,
+)
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "ray_longtail"
+LATEST = "latest"
+DEFAULT_ARTIFACTS = "artifacts"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_ARGS = {"run", "num_gpus", "encoder_threads"}
+REMOTE_SYNC_S = 2.0  # how often a replica looks for items added by other replicas on a remote (s3://) store
+
+
+# ------------------------------------------------------------------------------------------------ run lookup
+def resolve_run(run: str) -> str:
+    """A run folder or URI as given by the user -> an absolute path or URI of a run folder.
+
+    `latest` = `artifacts/latest`; `<dir>/latest` (when no run is literally named `latest`) = the run under
+    `<dir>` whose metrics.json is newest. A relative local path is looked up from the current directory, then
+    from the repository root (so `serve run serve_config.yaml` finds `artifacts/` wherever Ray starts replicas).
+    """
+    from ray_longtail.artifacts import join_uri, resolve_filesystem
+
+    run = str(run).strip()
+    if not run:
+        raise UserError("run must name a run folder, a URI or 'latest'")
+    if run == LATEST:
+        run = f"{DEFAULT_ARTIFACTS}/{LATEST}"
+    base, sep, query = run.partition("?")
+    base = base.rstrip("/")
+    if "://" not in base:
+        path = Path(base).expanduser()
+        if not path.is_absolute():
+            roots = [Path.cwd(), REPO_ROOT]
+            found = [r / path for r in roots if (r / path).exists()
+                     or (path.name == LATEST and (r / path).parent.is_dir())]
+            path = found[0] if found else Path.cwd() / path
+        base = str(path.absolute())
+    fs, root = resolve_filesystem(base + sep + query)
+    if posixpath.basename(root) != LATEST or _is_file(fs, posixpath.join(root, "manifest.json")):
+        return base + sep + query
+    parent_uri = base.rsplit("/", 1)[0]
+    parent = posixpath.dirname(root)
+    finished = []
+    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory:
+            continue
+        metrics = fs.get_file_info(posixpath.join(info.path, "metrics.json"))
+        if metrics.type == pafs.FileType.File:
+            finished.append((metrics.mtime_ns or 0, posixpath.basename(info.path)))
+    if not finished:
+        raise UserError(f"no finished run (a folder with metrics.json) under {parent_uri}: "
+                        "run `ray-longtail run` first or give --run DIR")
+    return join_uri(parent_uri + sep + query, max(finished)[1])
+
+
+def _is_file(fs, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def run_config(run: str):
+    """The resolved config of a finished run (raises UserError when it is not one)."""
+    from ray_longtail.config import load_config
+    from ray_longtail.recommend import open_run_store
+
+    store = open_run_store(run)
+    if not store.exists("metrics.json"):
+        raise UserError(f"run {run} is not finished (no metrics.json): finish it with `ray-longtail run`")
+    return load_config(extra=store.manifest()["config"])
+
+
+# ------------------------------------------------------------------------------------------------ HTTP layer
+class BodyLimit:
+    """ASGI middleware: request bodies over `max_bytes` get 413 before any parsing (Content-Length or streamed)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
+api = FastAPI(title="ray_longtail", version=__version__,
+              description="Long-tail aware recommendations, similar items and semantic search over one "
+                          "ray_longtail run (Ray Serve). Bad requests get 4xx with a message.",
+              responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}})
+api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+
+@api.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"detail": f"malformed JSON: {errors[0].get('ctx', {}).get('error', 'cannot parse')}"},
+                            status_code=400)
+    messages = []
+    for e in errors:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        messages.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
+    return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
+
+
+@api.exception_handler(UserError)
+async def user_error(request: Request, exc: UserError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+# ------------------------------------------------------------------------------------------------ deployments
+@serve.deployment(name="Encoder", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=32,
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8,
+                                      "upscale_delay_s": 2, "downscale_delay_s": 30})
+class Encoder:
+    """Text -> L2-normalised vector with the run's encoder (`embed.model`, `embed.max_length`). Single texts
+    are batched across concurrent requests (`embed`); whole lists go through `embed_many`."""
+
+    def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1):
+        from ray_longtail.embed import TextEncoder
+
+        self.encoder = TextEncoder(model, max_length=max_length, device=device, num_threads=num_threads or None)
+        self.model = model
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def embed(self, texts: list[str]) -> list[np.ndarray]:
+        return list(self.encoder.encode(list(texts)))
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(list(texts))
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.model, "dim": self.encoder.dim, "device": self.encoder.device,
+                "max_length": self.encoder.max_length}
+
+
+@serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64,
+                  autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16,
+                                      "upscale_delay_s": 2, "downscale_delay_s": 30})
+@serve.ingress(api)
+class RecommenderServer:
+    """HTTP ingress over one run. Request handlers run on the replica's event loop one at a time (the
+    `Recommender` is plain, single-threaded Python); only the Encoder calls are awaited concurrently."""
+
+    def __init__(self, run: str, encoder: DeploymentHandle):
+        from ray_longtail.recommend import Recommender
+
+        self.run = run
+        self.rec = Recommender(run)
+        self.encoder = encoder
+        self.remote = "://" in run
+        self.added_files = self._added_listing()
+        self.added_checked = time.monotonic()
+
+    # ---------------------------------------------------------------- helpers
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        from ray.exceptions import RayError
+        from ray.serve.exceptions import RayServeException
+
+        try:
+            if len(texts) == 1:
+                return np.asarray(await self.encoder.embed.remote(texts[0]), np.float32)[None, :]
+            return np.asarray(await self.encoder.embed_many.remote(texts), np.float32)
+        except (RayError, RayServeException) as exc:
+            log.warning("encoder call failed: %s", exc)
+            raise HTTPException(503, f"encoder unavailable, retry: {type(exc).__name__}") from exc
+
+    def _added_listing(self) -> frozenset[str]:
+        from ray_longtail.recommend import ADDED
+
+        store = self.rec.store
+        infos = store.fs.get_file_info(pafs.FileSelector(store.path(ADDED), allow_not_found=True))
+        return frozenset(i.path for i in infos if i.path.endswith(".parquet"))
+
+    def _sync_added(self) -> None:
+        """Pick up items that another replica (or a previous app) added to the run since we last looked."""
+        if self.remote and time.monotonic() - self.added_checked < REMOTE_SYNC_S:
+            return
+        listing = self._added_listing()
+        self.added_checked = time.monotonic()
+        if listing != self.added_files:
+            self.rec.added = self.rec._load_added()
+            self.added_files = listing
+
+    # ---------------------------------------------------------------- endpoints
+    @api.post("/recommend", response_model=RecommendResponse,
+              summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
+    async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
+        answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
+                                    tail_weight=req.tail_weight, recent_items=req.recent_items)
+        answer["user_id"] = req.user_id
+        return answer
+
+    @api.post("/similar", response_model=ItemsResponse, responses={404: {"model": ErrorResponse}},
+              summary="items nearest to an item (catalog or added) or to a text")
+    async def similar(self, req: SimilarRequest) -> dict[str, Any]:
+        self._sync_added()
+        if req.item_id is not None:
+            try:
+                return self.rec.similar(item_id=req.item_id, k=req.k, tail_only=req.tail_only)
+            except KeyError as exc:
+                raise HTTPException(404, f"unknown item_id {req.item_id!r}") from exc
+        vector = (await self._embed([req.text]))[0]
+        return self.rec.similar(vector=vector, k=req.k, tail_only=req.tail_only)
+
+    @api.post("/search", response_model=ItemsResponse, summary="semantic search over item texts")
+    async def search(self, req: SearchRequest) -> dict[str, Any]:
+        vector = (await self._embed([req.query]))[0]
+        self._sync_added()
+        return self.rec.search(vector, k=req.k, tail_only=req.tail_only)
+
+    @api.post("/items", response_model=AddItemsResponse, responses={413: {"model": ErrorResponse}},
+              summary=f"add or update items (at most {MAX_ITEMS_PER_REQUEST}): embedded, searchable at once, "
+                      "persisted in the run")
+    async def add_items(self, req: AddItemsRequest) -> dict[str, Any]:
+        import pandas as pd
+
+        from ray_longtail.embed import item_texts
+
+        if len(req.items) > MAX_ITEMS_PER_REQUEST:
+            raise HTTPException(413, f"{len(req.items)} items in one request; at most {MAX_ITEMS_PER_REQUEST}")
+        frame = pd.DataFrame([item.model_dump() for item in req.items])
+        vectors = await self._embed(item_texts(frame, list(self.rec.config.embed.text_fields)))
+        self._sync_added()
+        before = self.added_files
+        answer = self.rec.add_items(frame, vectors)
+        listing = self._added_listing()
+        if len(listing - before) == 1 and before <= listing:  # only our own file is new: nothing to reload
+            self.added_files = listing
+        return answer
+
+    @api.get("/healthz", response_model=Health, summary="liveness")
+    async def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "run_id": self.rec.store.run_id}
+
+    @api.get("/metadata", response_model=Metadata, summary="the run being served")
+    async def metadata(self) -> dict[str, Any]:
+        self._sync_added()
+        return {**self.rec.metadata(), "run": self.run, "max_length": self.rec.config.embed.max_length}
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+def build_app(args: dict[str, Any]):
+    """Serve application builder (`import_path: ray_longtail.serve.app:build_app`).
+
+    args: `run` (run folder or URI, or `latest` / `<artifacts>/latest`; required), `num_gpus` (GPU share of each
+    Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch threads per Encoder
+    replica, default 1). Deployment options (autoscaling, ray_actor_options, max_ongoing_requests) come from the
+    decorators above and can be overridden per deployment in serve_config.yaml.
+    """
+    args = dict(args or {})
+    unknown = set(args) - BUILD_ARGS
+    if unknown:
+        raise UserError(f"unknown build_app args {sorted(unknown)}; known: {sorted(BUILD_ARGS)}")
+    if not args.get("run"):
+        raise UserError("build_app needs args.run: a run folder, a URI or 'latest'")
+    run = resolve_run(str(args["run"]))
+    config = run_config(run)
+    num_gpus = float(args.get("num_gpus") if args.get("num_gpus") is not None else config.embed.num_gpus_per_actor)
+    encoder = Encoder
+    if num_gpus > 0:
+        encoder = Encoder.options(ray_actor_options={"num_cpus": 0.5, "num_gpus": num_gpus})
+    log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
+    return RecommenderServer.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
+                                                    int(args.get("encoder_threads", 1))))
+
+
+def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port, block until SIGINT/SIGTERM."""
+    from ray_longtail.config import load_config
+    from ray_longtail.runtime import ray_session
+
+    app = build_app({"run": run})
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with ray_session(load_config().ray):
+        serve.start(http_options={"host": host, "port": port})
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/", logging_config={"enable_access_log": False})
+            print(f"serving {resolve_run(run)} on http://{host}:{port} (OpenAPI: /docs); Ctrl-C stops",
+                  flush=True)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            serve.shutdown()
