@@ -130,3 +130,13 @@ def test_content_sources_find_more_tail_than_collaborative_ones(cli_run):
     recall = json.loads((run_dir / "metrics.json").read_text())["candidate_recall"]
     assert recall["union"]["recall"] >= max(v["recall"] for s, v in recall.items() if s != "union")
     assert (run_dir / "report.md").exists() and (run_dir / "plots" / "exposure_by_decile.png").exists()
+
+
+def test_whole_pipeline_via_ray_job_submit(ray_head, bundled_slice, tmp_path):
+    items, events = bundled_slice
+    logs = ray_head.submit(["python", "jobs/run_pipeline.py", "--items", items, "--interactions", events,
+                            "--artifacts", str(tmp_path), "--run-id", "jobrun", "--set", "rank.num_boost_round=30"])
+    summary = json.loads(logs.strip().splitlines()[-2])
+    assert {"ingest", "embed", "retrieve", "rank", "evaluate"} <= set(summary["stages"])
+    metrics = json.loads((tmp_path / "jobrun" / "metrics.json").read_text())
+    assert metrics["systems"]["system"]["ndcg@10"] > 0
