@@ -100,7 +100,8 @@ class RankConfig:
 @dataclass(frozen=True)
 class RerankConfig:
     tail_weight: float = 0.3
-    select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (tune objective)
+    select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
+    ndcg_tolerance: float = 0.03  # accuracy budget of that choice: NDCG@10 >= (1 - tolerance) x the best weight's
     method: str = "xquad"  # xquad | mmr
     depth: int = 50
 

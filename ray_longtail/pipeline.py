@@ -303,11 +303,11 @@ def print_summary(store: RunStore, command: str) -> None:
         metrics = store.read_json("metrics.json")
         print(f"\nTest window: {metrics['info']['eval_users']} users, catalog {metrics['info']['catalog']} "
               f"items (head {metrics['info']['head']}, tail {metrics['info']['tail']}, cold {metrics['info']['cold']})")
-        for k in ctx_ks(metrics):
+        for k in metric_cutoffs(metrics):
             print(metrics_table(metrics["systems"], k=k))
 
 
-def ctx_ks(metrics: dict) -> list[int]:
+def metric_cutoffs(metrics: dict) -> list[int]:
     """The cut-offs present in a metrics.json (e.g. [10, 20])."""
     first = next(iter(metrics["systems"].values()))
     return sorted({int(key.split("@")[1]) for key in first if "@" in key})

@@ -223,7 +223,10 @@ def constrained_objective(metrics: dict[str, float], floor: float, objective: st
 
 
 def select_tail_weight(ctx, holdout_features: pd.DataFrame, holdout_users: np.ndarray) -> dict:
-    """Trade-off curve on the held-out users' valid window; the selected tail_weight maximises the objective."""
+    """Trade-off curve on the held-out users' valid window. Selected: the largest tail_weight whose NDCG@10 is
+    within `rerank.ndcg_tolerance` of the best weight's and whose TailRecall@10 meets the floor (2x ItemKNN's);
+    if none meets the floor, the weight with the best constrained objective. Small NDCG differences between
+    weights are within noise on a few hundred users, so "best NDCG" alone would pick at random among them."""
     config = ctx.config
     phase = ctx.phase("fit")
     keep = np.isin(phase.users, holdout_users)
@@ -238,7 +241,11 @@ def select_tail_weight(ctx, holdout_features: pd.DataFrame, holdout_users: np.nd
         metrics = system_metrics(holdout_phase, lists, config.eval.ks)
         curve[str(weight)] = {key: metrics[key] for key in ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")}
         curve[str(weight)]["objective"] = constrained_objective(metrics, floor, config.tune.objective)
-    selected = max(config.eval.tail_weights, key=lambda w: (curve[str(w)]["objective"], -w))
+    best_ndcg = max(curve[str(w)]["ndcg@10"] for w in config.eval.tail_weights)
+    feasible = [w for w in config.eval.tail_weights if curve[str(w)]["tail_recall@10"] >= floor
+                and curve[str(w)]["ndcg@10"] >= (1 - config.rerank.ndcg_tolerance) * best_ndcg]
+    selected = max(feasible) if feasible else max(config.eval.tail_weights,
+                                                  key=lambda w: (curve[str(w)]["objective"], -w))
     return {"selected": float(selected), "floor_tail_recall@10": floor, "itemknn": itemknn, "curve": curve,
             "holdout_users": int(len(holdout_phase.users))}
 
