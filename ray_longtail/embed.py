@@ -99,7 +99,7 @@ class TextEncoder:
 
 class HashingEncoder:
     """A weight-free, CPU-fast text encoder for very large catalogs without a GPU: word and word-bigram
-    hashing (scikit-learn HashingVectorizer, 2^18 buckets, sublinear tf) projected to `dim` dimensions by a
+    hashing (scikit-learn HashingVectorizer, 2^18 buckets, binary) projected to `dim` dimensions by a
     fixed seeded sparse random projection, L2-normalised. Far weaker than a transformer, but it keeps lexical
     similarity and runs at ~10^4 items/s per core. Select it with `embed.model: hashing`."""
 
@@ -110,7 +110,7 @@ class HashingEncoder:
         self.dim = dim
         self.device = "cpu"
         self.vectorizer = HashingVectorizer(n_features=2**18, ngram_range=(1, 2), alternate_sign=False,
-                                            norm="l2", sublinear_tf=True, stop_words="english")
+                                            norm="l2", binary=True, stop_words="english")
         self.projection = SparseRandomProjection(n_components=dim, random_state=seed, dense_output=True)
         self.projection.fit(self.vectorizer.transform(["fit"]))
 

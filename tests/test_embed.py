@@ -74,3 +74,14 @@ def test_nearest_neighbour_shares_a_content_word(items_300):
     random_pairs = [bool((set(titles[i].split()) & set(titles[j].split())) - stop)
                     for i, j in rng.integers(0, len(titles), size=(300, 2)) if i != j]
     assert np.mean(shared) > 3 * np.mean(random_pairs)
+
+
+def test_hashing_encoder_is_unit_norm_and_lexical():
+    from ray_longtail.embed import make_encoder
+
+    encoder = make_encoder("hashing")
+    vectors = encoder.encode(["red ceramic coffee mug", "red ceramic tea mug", "garden hose reel", ""])
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    assert np.allclose(vectors[3], 0.0)

@@ -120,3 +120,11 @@ def test_most_popular_orders_by_distinct_users(real_slice):
     items, _ = popular.candidates(np.array([0]), 5, exclude_seen=False)
     pop = history.popularity()
     assert (np.diff(pop[items[0]]) <= 0).all() and pop[items[0][0]] == pop.max()
+
+
+def test_batches_shrink_on_large_catalogs():
+    from ray_longtail.retrieve import MAX_BATCH_CELLS, effective_batch_size
+
+    assert effective_batch_size(512, 4_000) == 512
+    assert effective_batch_size(512, 1_000_000) * 1_000_000 <= MAX_BATCH_CELLS
+    assert effective_batch_size(512, 10**9) == 1
