@@ -50,8 +50,8 @@ def make_run_id(config: Config) -> str:
         return config.run_id
     items, interactions = input_paths(config)
     resolved = config_to_dict(config)
-    resolved.pop("artifacts")
-    resolved.pop("run_id")
+    for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
+        resolved.pop(key)
     fingerprints = [file_fingerprint(items)["sha256_sampled"], file_fingerprint(interactions)["sha256_sampled"]]
     digest = hashlib.sha256(json.dumps([resolved, fingerprints], sort_keys=True).encode()).hexdigest()[:8]
     name = Path(items.rstrip("/")).parent.name or "run"
