@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     tune = commands.add_parser("tune", parents=[common], help="Ray Tune + Optuna search on the valid window")
     tune.add_argument("--num-samples", type=int, help="trials (default: tune.num_samples)")
+    serve = commands.add_parser("serve", help="HTTP app over one finished run (Ray Serve; OpenAPI at /docs)")
+    serve.add_argument("--run", default="latest",
+                       help="run folder or URI; 'latest' or DIR/latest = the newest finished run under artifacts/ "
+                            "or DIR (default: latest)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     return parser
 
 
@@ -67,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if level > logging.INFO:
+        for name in ("ray", "ray.data", "ray.train", "ray.tune", "ray.serve"):
+            logging.getLogger(name).setLevel(level)
     try:
         return dispatch(args)
     except UserError as exc:
@@ -77,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
 
+    if args.command == "serve":
+        from ray_longtail.serve.app import serve_forever
+
+        serve_forever(args.run, host=args.host, port=args.port)
+        return 0
     if args.command == "synth":
         from ray_longtail.data.synthetic import write_shop
 

@@ -24,9 +24,9 @@ from ray_longtail.config import load_config
 from ray_longtail.data import schema as S
 from ray_longtail.errors import UserError
 from ray_longtail.pipeline import RunContext
-from ray_longtail.rerank import candidate_matrix, rerank
+from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
 from ray_longtail.retrieve import batch_candidates
-from ray_longtail.stages import SOURCES_ARTIFACT, feature_builder, ranked_lists, scored_candidates, union_wide
+from ray_longtail.stages import SOURCES_ARTIFACT, feature_builder, scored_candidates, union_wide
 
 log = logging.getLogger(__name__)
 ADDED = "added_items"
@@ -44,8 +44,9 @@ def open_run_store(run: str) -> RunStore:
 
 
 class Recommender:
-    """Answers requests for one run. Scored candidates of known users are cached (LRU) so that a request only
-    pays for the re-ranking at its own tail_weight."""
+    """Answers requests for one run. The tail_weight-independent part of a known user's list (candidates scored by
+    the ranker, tail appetite, best source per candidate) is cached (LRU) so that a request only pays for the
+    re-ranking at its own tail_weight."""
 
     def __init__(self, run: str, cache_users: int = 50_000):
         self.store = open_run_store(run)
@@ -66,7 +67,9 @@ class Recommender:
         self.vectors = self.phase.context.vectors
         self.default_tail_weight = float(self.store.read_json("metrics.json")["info"]["tail_weight"])
         self.n = max(self.config.retrieve.n_per_source, max(self.config.eval.ks))
-        self.cache: OrderedDict[tuple[str, bool], pd.DataFrame] = OrderedDict()
+        self.user_positions = pd.Index(self.phase.history.user_ids)
+        self.is_tail = self.phase.is_tail
+        self.cache: OrderedDict[tuple[int, bool], tuple] = OrderedDict()
         self.cache_users = cache_users
         self.added = self._load_added()
 
@@ -74,9 +77,8 @@ class Recommender:
     def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
                   tail_weight: float | None = None, recent_items: list[str] | None = None) -> dict[str, Any]:
         weight = self.default_tail_weight if tail_weight is None else float(tail_weight)
-        user = self.phase.history.user_index([user_id])[0] if user_id is not None else -1
+        user = int(self.user_positions.get_indexer([user_id])[0]) if user_id is not None else -1
         if user >= 0:
-            scored = self._scored_known(int(user), exclude_seen)
             history_items = self.phase.history.binary[user].indices
         elif recent_items:
             history_items = self._item_positions(recent_items, strict=False)
@@ -85,24 +87,30 @@ class Recommender:
             scored = self._scored_adhoc(history_items, exclude_seen)
         else:
             return self._cold_start(k, weight)
-        lists = ranked_lists(self.ctx, "eval", scored, weight, k) if user >= 0 else self._rerank_adhoc(
+        lists = self._rerank_known(user, exclude_seen, weight, k) if user >= 0 else self._rerank_adhoc(
             scored, history_items, weight, k)
         items = [self._item(int(i), float(s), str(src), history_items) for i, s, src in
                  zip(lists["item"], lists["score"], lists["source"], strict=True)]
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight, "items": items}
 
-    def _scored_known(self, user: int, exclude_seen: bool) -> pd.DataFrame:
-        key = (str(user), exclude_seen)
+    def _rerank_known(self, user: int, exclude_seen: bool, weight: float, k: int) -> pd.DataFrame:
+        """`stages.ranked_lists` for one known user, with its tail_weight-independent part cached."""
+        key = (user, exclude_seen)
         if key in self.cache:
             self.cache.move_to_end(key)
-            return self.cache[key]
-        long = batch_candidates(self.sources, np.array([user]), self.n, exclude_seen)
-        features = self.builder.transform(union_wide(self.config, long))
-        scored = scored_candidates(self.ctx, features, on_ray=False)
-        self.cache[key] = scored
-        if len(self.cache) > self.cache_users:
-            self.cache.popitem(last=False)
-        return scored
+        else:
+            long = batch_candidates(self.sources, np.array([user]), self.n, exclude_seen)
+            features = self.builder.transform(union_wide(self.config, long))
+            scored = scored_candidates(self.ctx, features, on_ray=False)
+            users, items, scores = candidate_matrix(scored, self.config.rerank.depth)
+            appetite = tail_appetite(self.phase.history.binary, self.is_tail, users)
+            self.cache[key] = (users, items, scores, appetite, dict(zip(scored["item"], scored["source"], strict=True)))
+            if len(self.cache) > self.cache_users:
+                self.cache.popitem(last=False)
+        users, items, scores, appetite, sources = self.cache[key]
+        lists = rerank(users, items, scores, k, weight, self.config.rerank.method, is_tail=self.is_tail,
+                       appetite=appetite, vectors=self.vectors)
+        return lists.assign(source=[sources[item] for item in lists["item"]])
 
     def _scored_adhoc(self, history_items: np.ndarray, exclude_seen: bool) -> pd.DataFrame:
         """Candidates for a user known only by recent items: sources score the ad-hoc history row."""

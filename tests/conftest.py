@@ -3,6 +3,7 @@ tests (`ray.init(address=...)`) and `ray job submit` tests; small real data slic
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -30,6 +31,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def ray_psutil():
+    """psutil as Ray bundles it (importing ray puts ray/thirdparty_files on sys.path)."""
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
 class LocalHead:
     """A `ray start --head` cluster on free ports; `address` for drivers, `dashboard` for `ray job submit`."""
 
@@ -46,7 +54,33 @@ class LocalHead:
         return self
 
     def stop(self) -> None:
-        subprocess.run([RAY_BIN, "stop", "--force"], capture_output=True, timeout=120)
+        """Stop this cluster only: `ray stop` would kill every Ray process on the machine, including clusters
+        that other people (or other test sessions) run. Our head's processes carry its GCS port on their
+        command line, the rest of the head carries its session name; workers and agents are their descendants."""
+        psutil = ray_psutil()
+        infos = [(p, " ".join(p.info["cmdline"] or [])) for p in psutil.process_iter(["cmdline"])]
+        gcs = [c for _, c in infos if f"--gcs_server_port={self.port}" in c]
+        sessions = {part.split("=", 1)[1] for c in gcs for part in c.split() if part.startswith("--session-name=")}
+        roots = [p for p, c in infos if any(s in c for s in sessions)]
+        procs = {p.pid: p for root in roots for p in [root, *self._children(root)]}
+        for proc in procs.values():
+            try:
+                proc.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(list(procs.values()), timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+    @staticmethod
+    def _children(proc) -> list:
+        try:
+            return proc.children(recursive=True)
+        except ray_psutil().Error:
+            return []
 
     def submit(self, entrypoint: list[str], timeout: float = 420) -> str:
         """`ray job submit --working-dir <repo>`; returns the job's logs, fails the test unless SUCCEEDED."""

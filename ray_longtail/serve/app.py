@@ -49,7 +49,7 @@ APP_NAME = "ray_longtail"
 LATEST = "latest"
 DEFAULT_ARTIFACTS = "artifacts"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_ARGS = {"run", "num_gpus", "encoder_threads"}
+BUILD_ARGS = {"run", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 REMOTE_SYNC_S = 2.0  # how often a replica looks for items added by other replicas on a remote (s3://) store
 
 
@@ -154,11 +154,34 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+class ServerTiming:
+    """ASGI middleware: `Server-Timing: app;dur=<ms>` on every response = time in this replica's app until the
+    response head (the rest of a client's latency is the proxy, routing and the network)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                timing = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", timing)]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 api = FastAPI(title="ray_longtail", version=__version__,
               description="Long-tail aware recommendations, similar items and semantic search over one "
                           "ray_longtail run (Ray Serve). Bad requests get 4xx with a message.",
               responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}})
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+api.add_middleware(ServerTiming)  # added last = outermost: 413s are timed too
 
 
 @api.exception_handler(RequestValidationError)
@@ -184,13 +207,14 @@ async def user_error(request: Request, exc: UserError) -> JSONResponse:
                   autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8,
                                       "upscale_delay_s": 2, "downscale_delay_s": 30})
 class Encoder:
-    """Text -> L2-normalised vector with the run's encoder (`embed.model`, `embed.max_length`). Single texts
+    """Text -> L2-normalised vector with the run's encoder (`embed.model`, `embed.max_length`; the transformer or
+    the weight-free `hashing` encoder, exactly as the batch embed stage built it). Single texts
     are batched across concurrent requests (`embed`); whole lists go through `embed_many`."""
 
     def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1):
-        from ray_longtail.embed import TextEncoder
+        from ray_longtail.embed import make_encoder
 
-        self.encoder = TextEncoder(model, max_length=max_length, device=device, num_threads=num_threads or None)
+        self.encoder = make_encoder(model, max_length=max_length, device=device, num_threads=num_threads or None)
         self.model = model
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -201,8 +225,7 @@ class Encoder:
         return self.encoder.encode(list(texts))
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model, "dim": self.encoder.dim, "device": self.encoder.device,
-                "max_length": self.encoder.max_length}
+        return {"model": self.model, "dim": self.encoder.dim, "device": self.encoder.device}
 
 
 @serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64,
@@ -307,7 +330,9 @@ class RecommenderServer:
     @api.get("/metadata", response_model=Metadata, summary="the run being served")
     async def metadata(self) -> dict[str, Any]:
         self._sync_added()
-        return {**self.rec.metadata(), "run": self.run, "max_length": self.rec.config.embed.max_length}
+        config = self.rec.config
+        return {**self.rec.metadata(), "run": self.run, "max_length": config.embed.max_length,
+                "rerank_depth": config.rerank.depth}
 
 
 # ------------------------------------------------------------------------------------------------ entry points
@@ -316,8 +341,9 @@ def build_app(args: dict[str, Any]):
 
     args: `run` (run folder or URI, or `latest` / `<artifacts>/latest`; required), `num_gpus` (GPU share of each
     Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch threads per Encoder
-    replica, default 1). Deployment options (autoscaling, ray_actor_options, max_ongoing_requests) come from the
-    decorators above and can be overridden per deployment in serve_config.yaml.
+    replica, default 1), `encoder_options` / `recommender_options` (dicts for `Deployment.options`, e.g.
+    `{"autoscaling_config": {...}}`, for Python callers). Deployment options (autoscaling, ray_actor_options,
+    max_ongoing_requests) come from the decorators above; serve_config.yaml overrides them per deployment.
     """
     args = dict(args or {})
     unknown = set(args) - BUILD_ARGS
@@ -328,12 +354,15 @@ def build_app(args: dict[str, Any]):
     run = resolve_run(str(args["run"]))
     config = run_config(run)
     num_gpus = float(args.get("num_gpus") if args.get("num_gpus") is not None else config.embed.num_gpus_per_actor)
-    encoder = Encoder
+    encoder_options = dict(args.get("encoder_options") or {})
     if num_gpus > 0:
-        encoder = Encoder.options(ray_actor_options={"num_cpus": 0.5, "num_gpus": num_gpus})
+        encoder_options.setdefault("ray_actor_options", {"num_cpus": 0.5, "num_gpus": num_gpus})
+    encoder = Encoder.options(**encoder_options) if encoder_options else Encoder
+    recommender = RecommenderServer.options(**args["recommender_options"]) if args.get("recommender_options") \
+        else RecommenderServer
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
-    return RecommenderServer.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                                    int(args.get("encoder_threads", 1))))
+    return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
+                                              int(args.get("encoder_threads", 1))))
 
 
 def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -343,9 +372,9 @@ def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000) -> None:
 
     app = build_app({"run": run})
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     with ray_session(load_config().ray):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
+            signal.signal(sig, lambda *_: stop.set())
         serve.start(http_options={"host": host, "port": port})
         try:
             serve.run(app, name=APP_NAME, route_prefix="/", logging_config={"enable_access_log": False})

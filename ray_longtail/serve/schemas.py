@@ -13,14 +13,16 @@ ID_CHARS = 256
 K = Field(10, ge=1, le=MAX_K, description=f"number of items to return (1..{MAX_K})")
 
 
-class Request(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
 
 
-class RecommendRequest(Request):
+class RecommendRequest(StrictModel):
     user_id: str | None = Field(None, min_length=1, max_length=ID_CHARS,
                                 description="user id as in the interactions; unknown or absent -> cold start")
-    k: int = K
+    k: int = Field(10, ge=1, le=MAX_K, description=f"number of items (1..{MAX_K}); the re-ranker sees the top "
+                                                     "`rerank_depth` candidates (GET /metadata), so at most that many "
+                                                     "come back")
     exclude_seen: bool = Field(True, description="never recommend the user's history items")
     tail_weight: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
                                       description="0 = pure relevance, 1 = maximal tail preference; "
@@ -30,7 +32,7 @@ class RecommendRequest(Request):
                                                        "user is unknown (unknown ids are ignored)")
 
 
-class SimilarRequest(Request):
+class SimilarRequest(StrictModel):
     item_id: str | None = Field(None, min_length=1, max_length=ID_CHARS, description="a catalog or added item")
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="free text (embedded by the Encoder)")
     k: int = K
@@ -45,7 +47,7 @@ class SimilarRequest(Request):
         return self
 
 
-class SearchRequest(Request):
+class SearchRequest(StrictModel):
     query: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="free-text query")
     k: int = K
     tail_only: bool = False
@@ -58,7 +60,7 @@ class SearchRequest(Request):
         return value
 
 
-class NewItem(Request):
+class NewItem(StrictModel):
     item_id: str = Field(..., min_length=1, max_length=ID_CHARS)
     title: str = Field(..., max_length=1_000)
     description: str | None = Field(None, max_length=20_000)
@@ -67,7 +69,7 @@ class NewItem(Request):
     price: float | None = Field(None, allow_inf_nan=False)
 
 
-class AddItemsRequest(Request):
+class AddItemsRequest(StrictModel):
     items: list[NewItem] = Field(..., min_length=1,
                                  description=f"items to add or update (at most {MAX_ITEMS_PER_REQUEST}, else 413)")
 
@@ -113,6 +115,7 @@ class Metadata(BaseModel):
     users: int
     default_tail_weight: float
     ranker: str
+    rerank_depth: int
     max_k: int = MAX_K
     max_items_per_request: int = MAX_ITEMS_PER_REQUEST
     max_body_bytes: int = MAX_BODY_BYTES

@@ -1,0 +1,259 @@
+"""Ray Serve app over a real finished run: every endpoint over HTTP, equality with the batch pipeline's
+recommendations, items added online (searchable at once, kept across an app restart), the documented 4xx for bad
+requests, and recovery from a killed Recommender replica. One app per module on the session's Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, free_port
+
+from ray_longtail.errors import UserError
+
+APP = "ray_longtail_test"
+NEW_ITEMS = [
+    {"item_id": "SERVE-NEW-1", "title": "Glow in the dark dinosaur night light",
+     "description": "USB powered lamp for a child's bedroom", "category": "lighting", "brand": "Rexlite",
+     "price": 12.5},
+    {"item_id": "SERVE-NEW-2", "title": "Hand carved wooden chess set", "category": "games"},
+]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.5):
+    """Poll `check()` until it returns a truthy value (exceptions count as not yet); fail after `timeout` s."""
+    deadline, last = time.time() + timeout, None
+    while time.time() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+def deploy(run_dir: Path):
+    from ray import serve
+
+    from ray_longtail.serve.app import build_app
+
+    serve.run(build_app({"run": str(run_dir)}), name=APP, route_prefix="/",
+              logging_config={"enable_access_log": False})
+
+
+@pytest.fixture(scope="module")
+def served(ray_head, pipeline_run, tmp_path_factory):
+    """The app on a copy of the session's run (items added here must not leak into other tests' run)."""
+    from ray import serve
+
+    _, _, source = pipeline_run
+    run_dir = tmp_path_factory.mktemp("served") / source.name
+    shutil.copytree(source, run_dir)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    deploy(run_dir)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    yield SimpleNamespace(client=client, run_dir=run_dir)
+    client.close()
+    serve.shutdown()
+
+
+def items_of(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [item["item_id"] for item in response.json()["items"]]
+
+
+# ------------------------------------------------------------------------------------------- without Ray
+def test_latest_resolves_to_the_newest_finished_run(tmp_path, monkeypatch):
+    from ray_longtail.serve.app import resolve_run
+
+    for name, mtime in (("old", 1_000), ("new", 2_000), ("unfinished", 3_000)):
+        (tmp_path / "artifacts" / name).mkdir(parents=True)
+        (tmp_path / "artifacts" / name / "manifest.json").write_text("{}")
+        if name != "unfinished":
+            (tmp_path / "artifacts" / name / "metrics.json").write_text("{}")
+            os.utime(tmp_path / "artifacts" / name / "metrics.json", (mtime, mtime))
+    assert resolve_run(str(tmp_path / "artifacts" / "latest")) == str(tmp_path / "artifacts" / "new")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run("latest") == str(tmp_path / "artifacts" / "new")
+    assert resolve_run("artifacts/old") == str(tmp_path / "artifacts" / "old")
+    with pytest.raises(UserError, match="no finished run"):
+        resolve_run(str(tmp_path / "empty" / "latest"))
+
+
+def test_build_app_rejects_bad_args(tmp_path):
+    from ray_longtail.serve.app import build_app
+
+    with pytest.raises(UserError, match="unknown build_app args"):
+        build_app({"run": "latest", "rum": 1})
+    with pytest.raises(UserError, match="needs args.run"):
+        build_app({})
+    with pytest.raises(UserError, match="not a ray_longtail run"):
+        build_app({"run": str(tmp_path / "nothing")})
+
+
+def test_serve_config_yaml_is_a_valid_serve_config():
+    from ray.serve.schema import ServeDeploySchema
+
+    config = yaml.safe_load((REPO / "serve_config.yaml").read_text())
+    schema = ServeDeploySchema.parse_obj(config)
+    assert schema.http_options.host == "127.0.0.1"
+    (app,) = schema.applications
+    assert app.import_path == "ray_longtail.serve.app:build_app" and app.route_prefix == "/"
+    assert app.runtime_env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    deployments = {d.name: d for d in app.deployments}
+    assert set(deployments) == {"Encoder", "Recommender"}
+    for deployment in deployments.values():
+        assert deployment.autoscaling_config["min_replicas"] >= 1
+        assert 0 < deployment.ray_actor_options.num_cpus < 1
+
+
+def test_cli_parses_serve():
+    from ray_longtail.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--run", "artifacts/x", "--port", "8123"])
+    assert (args.command, args.run, args.host, args.port) == ("serve", "artifacts/x", "127.0.0.1", 8123)
+
+
+# ------------------------------------------------------------------------------------------- over HTTP
+def test_health_metadata_and_openapi(served):
+    client = served.client
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json() == {"status": "ok", "run_id": served.run_dir.name}
+    meta = client.get("/metadata").json()
+    catalog = pd.read_parquet(served.run_dir / "catalog.parquet")
+    assert meta["run_id"] == served.run_dir.name and meta["catalog"] == len(catalog)
+    assert meta["model"] and meta["ranker"] == "xgboost" and set(meta["segments"]) <= {"head", "tail", "cold"}
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/similar", "/search", "/items", "/healthz", "/metadata"} <= set(paths)
+
+
+def test_recommend_known_users_equals_the_batch_recommendations(served):
+    recs = pd.read_parquet(served.run_dir / "recommendations.parquet")
+    tail_weight = json.loads((served.run_dir / "metrics.json").read_text())["info"]["tail_weight"]
+    users = recs["user_id"].drop_duplicates().sample(6, random_state=0)
+    for user in users:
+        response = served.client.post("/recommend", json={"user_id": str(user), "k": 20, "tail_weight": tail_weight})
+        body = response.json()
+        expected = recs[recs["user_id"] == user].sort_values("rank")
+        assert items_of(response) == expected["item_id"].tolist(), user
+        assert body["cold_start"] is False and body["user_id"] == str(user)
+        assert [i["segment"] for i in body["items"]] == expected["segment"].tolist()
+        assert all(i["title"] is not None and i["reason"] and i["source"] for i in body["items"])
+
+
+def test_recommend_unknown_users(served):
+    client = served.client
+    cold = client.post("/recommend", json={"user_id": "nobody-like-this", "k": 7})
+    assert len(items_of(cold)) == 7 and cold.json()["cold_start"] is True
+    catalog = pd.read_parquet(served.run_dir / "catalog.parquet")["item_id"].tolist()
+    recent = client.post("/recommend", json={"user_id": "nobody-like-this", "k": 5, "recent_items": catalog[:3]})
+    assert len(items_of(recent)) == 5 and recent.json()["cold_start"] is False
+    assert not set(items_of(recent)) & set(catalog[:3])  # exclude_seen applies to the recent items
+    unknown_recent = client.post("/recommend", json={"k": 5, "recent_items": ["no-such-item"]})
+    assert unknown_recent.json()["cold_start"] is True
+
+
+def test_similar_and_search(served):
+    client = served.client
+    catalog = pd.read_parquet(served.run_dir / "catalog.parquet")
+    seed = catalog.iloc[0]
+    similar = client.post("/similar", json={"item_id": seed["item_id"], "k": 5})
+    assert len(items_of(similar)) == 5 and seed["item_id"] not in items_of(similar)
+    scores = [i["score"] for i in similar.json()["items"]]
+    assert scores == sorted(scores, reverse=True)
+    tail = client.post("/similar", json={"item_id": seed["item_id"], "k": 10, "tail_only": True}).json()["items"]
+    assert tail and all(i["segment"] != "head" for i in tail)
+    by_text = client.post("/similar", json={"text": seed["title"], "k": 3})
+    assert len(items_of(by_text)) == 3
+    search = client.post("/search", json={"query": seed["title"], "k": 5})
+    assert seed["item_id"] in items_of(search)
+
+
+def test_added_items_are_searchable_at_once_and_survive_a_restart(served):
+    client = served.client
+    added = client.post("/items", json={"items": NEW_ITEMS})
+    assert added.status_code == 200 and added.json()["added"] == 2, added.text
+    assert items_of(client.post("/search", json={"query": "dinosaur night light", "k": 3}))[0] == "SERVE-NEW-1"
+    assert "SERVE-NEW-2" in items_of(client.post("/search", json={"query": "wooden chess", "k": 3, "tail_only": True}))
+    assert items_of(client.post("/similar", json={"item_id": "SERVE-NEW-2", "k": 3}))
+    assert "SERVE-NEW-1" in items_of(client.post("/similar", json={"text": "dinosaur lamp", "k": 5}))
+    assert client.get("/metadata").json()["added_items"] == 2
+
+    from ray import serve
+
+    serve.delete(APP)
+    wait_until(lambda: client.get("/healthz").status_code == 404, 30, "the app to go away")
+    deploy(served.run_dir)
+    assert client.get("/metadata").json()["added_items"] == 2
+    assert items_of(client.post("/search", json={"query": "dinosaur night light", "k": 3}))[0] == "SERVE-NEW-1"
+    similar = client.post("/similar", json={"item_id": "SERVE-NEW-1", "k": 3})
+    assert similar.status_code == 200 and "SERVE-NEW-1" not in items_of(similar)
+
+
+BAD_REQUESTS = [
+    ("malformed JSON", "/recommend", {"content": b'{"user_id": "1", ', "headers": {"content-type": "application/json"}},
+     400),
+    ("wrong type", "/recommend", {"json": {"user_id": 12347}}, 422),
+    ("k too small", "/recommend", {"json": {"user_id": "u", "k": 0}}, 422),
+    ("k too large", "/recommend", {"json": {"user_id": "u", "k": 101}}, 422),
+    ("tail_weight out of range", "/recommend", {"json": {"user_id": "u", "tail_weight": 1.5}}, 422),
+    ("unknown field", "/recommend", {"json": {"user": "u"}}, 422),
+    ("not an object", "/recommend", {"json": [1, 2]}, 422),
+    ("unknown item", "/similar", {"json": {"item_id": "no-such-item"}}, 404),
+    ("item_id and text", "/similar", {"json": {"item_id": "a", "text": "b"}}, 422),
+    ("neither item_id nor text", "/similar", {"json": {"k": 3}}, 422),
+    ("empty query", "/search", {"json": {"query": ""}}, 422),
+    ("search k too large", "/search", {"json": {"query": "lamp", "k": 1000}}, 422),
+    ("blank query", "/search", {"json": {"query": "   "}}, 422),
+    ("missing query", "/search", {"json": {}}, 422),
+    ("no items", "/items", {"json": {"items": []}}, 422),
+    ("item without id", "/items", {"json": {"items": [{"title": "x"}]}}, 422),
+    ("too many items", "/items", {"json": {"items": [{"item_id": f"x{i}", "title": "x"} for i in range(1001)]}}, 413),
+    ("body over 1 MB", "/search", {"json": {"query": "x" * 1_100_000}}, 413),
+]
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_requests_get_the_documented_4xx(served, case):
+    _, path, kwargs, status = case
+    response = served.client.post(path, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert served.client.get("/healthz").status_code == 200
+
+
+def test_killed_recommender_replica_is_replaced(served):
+    import ray
+    from ray import serve
+    from ray.util.state import list_actors
+
+    def replicas() -> list:
+        return [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                if a.class_name == f"ServeReplica:{APP}:Recommender"]
+
+    (victim,) = replicas()
+    ray.kill(ray.get_actor(victim.name, namespace="serve"), no_restart=True)
+    body = {"user_id": "nobody", "k": 5}
+
+    def recovered() -> bool:
+        status = serve.status().applications[APP].deployments["Recommender"]
+        alive = [a for a in replicas() if a.actor_id != victim.actor_id]
+        if not alive or status.status != "HEALTHY":
+            return False
+        return served.client.post("/recommend", json=body).status_code == 200
+
+    wait_until(recovered, 120, "a new healthy Recommender replica")
+    for _ in range(10):
+        assert served.client.post("/recommend", json=body).status_code == 200
