@@ -54,6 +54,22 @@ class FeatureBuilder:
         self.user_log_price_ = np.asarray(user_price, dtype=np.float32)
         return self
 
+    def with_new_items(self, vectors: np.ndarray) -> FeatureBuilder:
+        """A copy that also knows `len(vectors)` items added after fitting, at indices n_items, n_items + 1, ...:
+        cold tail items with no popularity, age, price, category or brand (their features are missing)."""
+        import copy
+
+        extended = copy.copy(self)
+        m = len(vectors)
+        new_vectors = np.asarray(vectors, np.float32).reshape(m, self.vectors_.shape[1])
+        extended.vectors_ = np.vstack([self.vectors_, new_vectors])
+        for name, fill in (("log_pop_", 0.0), ("is_tail_", 1.0), ("is_cold_", 1.0), ("cluster_tail_share_", np.nan),
+                           ("item_age_days_", np.nan), ("log_price_", np.nan)):
+            setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, fill, dtype=np.float32)]))
+        for name in ("category_codes_", "brand_codes_"):
+            setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, -1)]))
+        return extended
+
     @property
     def feature_names(self) -> list[str]:
         per_source = [f"{p}_{s}" for s in self.source_names for p in ("score", "rank")]

@@ -72,6 +72,17 @@ class Recommender:
         self.cache: OrderedDict[tuple[int, bool], tuple] = OrderedDict()
         self.cache_users = cache_users
         self.added = self._load_added()
+        self._refresh_added()
+
+    def _refresh_added(self) -> None:
+        """Catalog + added items as one index space (added items at n_items, ...); clears the user cache."""
+        new = self._new_added()
+        new_vectors = np.stack(new["vector"].to_numpy()) if len(new) else np.zeros((0, self.vectors.shape[1]))
+        self.ext_builder = self.builder.with_new_items(new_vectors)
+        self.ext_vectors = self.ext_builder.vectors_
+        self.ext_is_tail = np.concatenate([self.is_tail, np.ones(len(new), dtype=bool)])
+        self.ext_ids, self.ext_titles, self.ext_segments = self.all_ids(), self.all_titles(), self.all_segments()
+        self.cache.clear()
 
     # ----------------------------------------------------------------------------------------------- users
     def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
@@ -100,17 +111,52 @@ class Recommender:
             self.cache.move_to_end(key)
         else:
             long = batch_candidates(self.sources, np.array([user]), self.n, exclude_seen)
-            features = self.builder.transform(union_wide(self.config, long))
-            scored = scored_candidates(self.ctx, features, on_ray=False)
+            long = pd.concat([long, self._added_candidates(user, long)], ignore_index=True)
+            features = self.ext_builder.transform(union_wide(self.config, long))
+            scored = self._borrow_scores(scored_candidates(self.ctx, features, on_ray=False))
             users, items, scores = candidate_matrix(scored, self.config.rerank.depth)
             appetite = tail_appetite(self.phase.history.binary, self.is_tail, users)
             self.cache[key] = (users, items, scores, appetite, dict(zip(scored["item"], scored["source"], strict=True)))
             if len(self.cache) > self.cache_users:
                 self.cache.popitem(last=False)
         users, items, scores, appetite, sources = self.cache[key]
-        lists = rerank(users, items, scores, k, weight, self.config.rerank.method, is_tail=self.is_tail,
-                       appetite=appetite, vectors=self.vectors)
+        lists = rerank(users, items, scores, k, weight, self.config.rerank.method, is_tail=self.ext_is_tail,
+                       appetite=appetite, vectors=self.ext_vectors)
         return lists.assign(source=[sources[item] for item in lists["item"]])
+
+    def _borrow_scores(self, scored: pd.DataFrame, min_cosine: float = 0.5) -> pd.DataFrame:
+        """Cold-start scoring of items added at run time: the ranker has seen no item without history, so an
+        added item takes the ranker score of its most similar catalog candidate (if cosine >= min_cosine)."""
+        new = scored["item"].to_numpy() >= len(self.item_ids)
+        if not new.any() or new.all():
+            return scored
+        old_items, new_items = scored["item"].to_numpy()[~new], scored["item"].to_numpy()[new]
+        sims = self.ext_vectors[new_items] @ self.ext_vectors[old_items].T
+        nearest = sims.argmax(axis=1)
+        borrowed = scored["score"].to_numpy()[~new][nearest]
+        scores = scored["score"].to_numpy().copy()
+        scores[new] = np.where(sims.max(axis=1) >= min_cosine, borrowed, scores[new])
+        return scored.assign(score=scores)
+
+    def _added_candidates(self, user: int, long: pd.DataFrame, min_cosine: float = 0.5) -> pd.DataFrame:
+        """Items added at run time as content candidates of a known user: those within the content source's
+        top n by cosine to the profile, or close (cosine >= min_cosine) to one of the user's catalog candidates."""
+        n_new = len(self.ext_ids) - len(self.item_ids)
+        if not n_new or "content" not in self.config.retrieve.sources:
+            return long.iloc[:0]
+        scores = self.ext_vectors[len(self.item_ids):] @ self.phase.context.profiles[user]
+        content = np.sort(long.loc[long["source"] == "content", "score"].to_numpy())[::-1]
+        order = np.argsort(-scores, kind="stable")
+        ranks = np.empty(n_new, dtype=np.int64)
+        ranks[order] = np.arange(n_new) + 1 + np.searchsorted(-content, -scores[order], side="right")
+        near = np.zeros(n_new, dtype=bool)
+        if len(long):
+            catalog_candidates = self.vectors[np.unique(long["item"].to_numpy())]
+            near = (self.ext_vectors[len(self.item_ids):] @ catalog_candidates.T).max(axis=1) >= min_cosine
+        keep = (ranks <= self.config.retrieve.n_per_source) | near
+        ranks = np.minimum(ranks, self.config.retrieve.n_per_source)
+        return pd.DataFrame({"user": user, "item": len(self.item_ids) + np.flatnonzero(keep), "source": "content",
+                             "score": scores[keep].astype(np.float32), "rank": ranks[keep].astype(np.int32)})
 
     def _scored_adhoc(self, history_items: np.ndarray, exclude_seen: bool) -> pd.DataFrame:
         """Candidates for a user known only by recent items: sources score the ad-hoc history row."""
@@ -182,7 +228,13 @@ class Recommender:
         frame = items[[S.ITEM_ID, S.TITLE]].astype(str).assign(vector=list(np.asarray(vectors, np.float32)))
         self.store.write_table(f"{ADDED}/{time.time_ns()}.parquet", frame)
         self.added = pd.concat([self.added, frame], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last")
+        self._refresh_added()
         return {"added": int(len(frame)), "total_added": int(len(self.added))}
+
+    def reload_added(self) -> None:
+        """Re-read `added_items/` (items another replica added) and refresh the index space."""
+        self.added = self._load_added()
+        self._refresh_added()
 
     def _load_added(self) -> pd.DataFrame:
         empty = pd.DataFrame({S.ITEM_ID: pd.Series(dtype=str), S.TITLE: pd.Series(dtype=str), "vector": []})
@@ -231,11 +283,11 @@ class Recommender:
     def _item(self, item: int, score: float, source: str, history_items: np.ndarray) -> dict[str, Any]:
         reason = source
         if len(history_items):
-            closest = history_items[int(np.argmax(self.vectors[history_items] @ self.vectors[item]))]
+            closest = history_items[int(np.argmax(self.vectors[history_items] @ self.ext_vectors[item]))]
             verb = "bought together with" if source in ("itemknn", "ease", "als") else "similar to"
             reason = f"{source}: {verb} '{self.titles[closest]}'"
-        return {"item_id": str(self.item_ids[item]), "title": str(self.titles[item]), "score": score,
-                "segment": str(self.segments[item]), "source": source, "reason": reason}
+        return {"item_id": str(self.ext_ids[item]), "title": str(self.ext_titles[item]), "score": score,
+                "segment": str(self.ext_segments[item]), "source": source, "reason": reason}
 
     def metadata(self) -> dict[str, Any]:
         counts = pd.Series(self.segments).value_counts().to_dict()

@@ -257,3 +257,18 @@ def test_killed_recommender_replica_is_replaced(served):
     wait_until(recovered, 120, "a new healthy Recommender replica")
     for _ in range(10):
         assert served.client.post("/recommend", json=body).status_code == 200
+
+
+def test_added_items_are_recommendable_as_cold_items(served):
+    """A new item with the same text as a user's top recommendation is proposed to that user at once, as cold."""
+    client = served.client
+    user = str(pd.read_parquet(served.run_dir / "recommendations.parquet")["user_id"].iloc[0])
+    top = client.post("/recommend", json={"user_id": user, "k": 5}).json()["items"][0]
+    catalog = pd.read_parquet(served.run_dir / "catalog.parquet").set_index("item_id")
+    row = catalog.loc[top["item_id"]]
+    twin = {"item_id": "SERVE-TWIN", "title": str(row["title"]), "description": str(row["description"]),
+            "category": str(row["category"]), "brand": str(row["brand"])}
+    assert client.post("/items", json={"items": [twin]}).status_code == 200
+    after = client.post("/recommend", json={"user_id": user, "k": 5}).json()["items"]
+    found = [item for item in after if item["item_id"] == "SERVE-TWIN"]
+    assert found and found[0]["segment"] == "cold", after

@@ -273,7 +273,7 @@ class RecommenderServer:
         listing = self._added_listing()
         self.added_checked = time.monotonic()
         if listing != self.added_files:
-            self.rec.added = self.rec._load_added()
+            self.rec.reload_added()
             self.added_files = listing
 
     # ---------------------------------------------------------------- endpoints
