@@ -47,9 +47,14 @@ class LocalHead:
         self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
 
     def start(self) -> LocalHead:
+        # every listening port is a free one, so the head can start beside another Ray cluster on this machine
+        ports = {flag: free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                "metrics-export-port", "runtime-env-agent-port",
+                                                "node-manager-port", "object-manager-port", "ray-client-server-port")}
         cmd = [RAY_BIN, "start", "--head", f"--port={self.port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
                "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-               "--object-store-memory=400000000", "--disable-usage-stats"]
+               "--object-store-memory=400000000", "--disable-usage-stats",
+               *(f"--{flag}={port}" for flag, port in ports.items())]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         return self
 
