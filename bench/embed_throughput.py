@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -75,15 +76,13 @@ class TimedEmbedBatch(EmbedBatch):
         start = time.time()
         super().__init__(*args, **kwargs)
         self.actor = uuid.uuid4().hex[:8]
-        _append({"kind": "init", "actor": self.actor, "start": start, "end": time.time(),
-                 "cpu_total": time.process_time()} | _thread_info())
+        _append({"kind": "init", "actor": self.actor, "start": start, "end": time.time()} | _thread_info())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         start, cpu = time.time(), time.process_time()
         out = super().__call__(batch)
-        end, cpu_total = time.time(), time.process_time()
-        _append({"kind": "call", "actor": self.actor, "pid": os.getpid(), "start": start, "end": end,
-                 "cpu": cpu_total - cpu, "cpu_total": cpu_total, "n": len(out["row"])})
+        _append({"kind": "call", "actor": self.actor, "start": start, "end": time.time(),
+                 "cpu": time.process_time() - cpu, "n": len(out["row"])})
         return out
 
 
@@ -96,23 +95,47 @@ def cpu_snapshot() -> tuple[float, dict[int, tuple[int, float]]]:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            procs[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, IndexError, ValueError):
             continue
-        procs[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
     return busy, procs
 
 
-def descendants(procs: dict[int, tuple[int, float]], root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    found, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+class CpuMonitor(threading.Thread):
+    """Samples /proc every `interval` s while a configuration runs: the machine's busy CPU time and, for every
+    process of this bench's tree (driver, GCS, raylet, workers, actors, the (a') process), the CPU time it used
+    since the start; a process that exits counts with the last value seen (within one interval)."""
+
+    def __init__(self, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.interval, self.done = interval, threading.Event()
+        self.busy0, self.procs0 = cpu_snapshot()
+        self.busy, self.used = self.busy0, {}
+
+    def sample(self) -> None:
+        busy, procs = cpu_snapshot()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _) in procs.items():
+            children.setdefault(ppid, []).append(pid)
+        tree, todo = {os.getpid()}, [os.getpid()]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in tree:
+                    tree.add(child)
+                    todo.append(child)
+        for pid in tree:
+            self.used[pid] = procs[pid][1] - self.procs0.get(pid, (0, 0.0))[1]
+        self.busy = busy
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> CpuMonitor:
+        self.done.set()
+        self.join()
+        self.sample()
+        return self
 
 
 @dataclass
@@ -124,28 +147,23 @@ class Run:
     calls: list[dict] = field(default_factory=list)  # per block: actor, start, end, cpu, n
     inits: list[dict] = field(default_factory=list)
     vectors: np.ndarray | None = None
-    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during the call: driver, ray, actors, other
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the call: driver, encoders, rest, other
 
-    def account(self, before: tuple[float, dict], after: tuple[float, dict]) -> None:
-        """Split the machine's busy CPU time during the call into this driver, Ray's own processes (GCS, raylet,
-        Ray Data helper actors, idle workers), the embedding actors and everything else (other users)."""
-        (busy0, procs0), (busy1, procs1) = before, after
+    def account(self, monitor: CpuMonitor) -> None:
+        """Split the machine's busy CPU time during the call: this driver; the encoder processes (the actors, or
+        the (a') process: start-up, blocks and exit); the rest of this bench's process tree (GCS, raylet, Ray Data's
+        helper actors, idle workers); everything else ("other": other users' processes and kernel threads)."""
         me = os.getpid()
-        actors = {i["pid"] for i in self.inits if i["pid"] != me}
-        delta = {pid: procs1[pid][1] - procs0.get(pid, (0, 0.0))[1] for pid in procs1}
-        ray = (descendants(procs0, me) | descendants(procs1, me)) - actors
-        self.cpu["driver"] = delta.get(me, 0.0)
-        self.cpu["ray"] = sum(delta.get(pid, 0.0) for pid in ray)
-        last = {}
-        for record in self.inits + self.calls:
-            if record.get("pid") in actors:
-                last[record["pid"]] = max(last.get(record["pid"], 0.0), record["cpu_total"])
-        self.cpu["actors"] = sum(cpu - procs0.get(pid, (0, 0.0))[1] for pid, cpu in last.items())
-        self.cpu["other"] = max(0.0, busy1 - busy0 - sum(self.cpu.values()))
+        encoders = {i["pid"] for i in self.inits if i["pid"] != me}
+        self.cpu["driver"] = monitor.used.get(me, 0.0)
+        self.cpu["encoders"] = sum(cpu for pid, cpu in monitor.used.items() if pid in encoders)
+        self.cpu["rest"] = sum(cpu for pid, cpu in monitor.used.items() if pid not in encoders and pid != me)
+        self.cpu["other"] = max(0.0, monitor.busy - monitor.busy0 - sum(self.cpu.values()))
 
     HEADER = ("| # | configuration | wall s | init starts after s | ready after s | first block after s "
               "| blocks per actor | e2e items/s | steady items/s | cores used in encode | torch threads | nice "
-              "| idle between blocks s | tail s | CPU s: driver | Ray procs | actors | other load (cores) |\n"
+              "| idle between blocks s | tail s | CPU s: driver | encoder processes | rest of the bench's processes "
+              "| other load (cores) |\n"
               + "|---" * 18 + "|")
 
     def row(self, repeat: int) -> str:
@@ -154,7 +172,7 @@ class Run:
         return (f"| {repeat} | {self.name} | {self.wall:.1f} | {self.spawned:.1f} | {self.startup:.1f} "
                 f"| {self.first_block:.1f} | {self.split} | {self.e2e:.0f} | {self.steady:.0f} | {self.cores:.2f} "
                 f"| {threads} | {nice} | {self.gaps:.2f} | {self.tail:.2f} | {self.cpu['driver']:.1f} "
-                f"| {self.cpu['ray']:.1f} | {self.cpu['actors']:.1f} | {self.cpu['other'] / self.wall:.2f} |")
+                f"| {self.cpu['encoders']:.1f} | {self.cpu['rest']:.1f} | {self.cpu['other'] / self.wall:.2f} |")
 
     @property
     def e2e(self) -> float:
@@ -223,15 +241,14 @@ def run_plain(name: str, texts: list[str], config: EmbedConfig) -> Run:
     begin, start = time.time(), time.perf_counter()
     encoder = TextEncoder(config.model, max_length=config.max_length, device="cpu", num_threads=2)
     run = Run(name, 0.0, len(texts), begin)
-    run.inits.append({"start": begin, "end": time.time(), "cpu_total": time.process_time()} | _thread_info())
+    run.inits.append({"start": begin, "end": time.time()} | _thread_info())
     parts = []
     order, blocks = sorted_blocks(texts, config.block_size)
     for block in blocks:
         t0, cpu = time.time(), time.process_time()
         parts.append(encoder.encode(block, batch_size=config.batch_size))
-        cpu_total = time.process_time()
-        run.calls.append({"actor": "main", "pid": os.getpid(), "start": t0, "end": time.time(), "cpu": cpu_total - cpu,
-                          "cpu_total": cpu_total, "n": len(block)})
+        run.calls.append({"actor": "main", "start": t0, "end": time.time(), "cpu": time.process_time() - cpu,
+                          "n": len(block)})
     run.wall = time.perf_counter() - start
     run.vectors = np.empty_like(np.concatenate(parts))
     run.vectors[order] = np.concatenate(parts)
@@ -375,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for repeat in range(args.repeats):
             for label, how, actors, cpus in chosen:
-                before = cpu_snapshot()
+                monitor = CpuMonitor()
+                monitor.start()
                 if how == "plain":
                     run = run_plain(label, texts, base)
                 elif how == "fresh":
@@ -384,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                     config = EmbedConfig(block_size=base.block_size, batch_size=base.batch_size, num_actors=actors,
                                          cpus_per_actor=cpus, device="cpu")
                     run = run_ray(label, catalog, config, timings)
-                run.account(before, cpu_snapshot())
+                run.account(monitor.stop())
                 runs[label].append(run)
                 details.append(run.row(repeat + 1))
                 print(details[-1], file=sys.stderr, flush=True)

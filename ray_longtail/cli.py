@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     tune = commands.add_parser("tune", parents=[common], help="Ray Tune + Optuna search on the valid window")
     tune.add_argument("--num-samples", type=int, help="trials (default: tune.num_samples)")
+    recommend = commands.add_parser("recommend", help="top-k lists of a finished run for given users (JSON lines)")
+    recommend.add_argument("--run", default="latest", help="run folder or URI; 'latest' = newest under artifacts/")
+    recommend.add_argument("--user", action="append", required=True, help="user id (repeatable)")
+    recommend.add_argument("-k", type=int, default=10)
+    recommend.add_argument("--tail-weight", type=float, help="default: the run's selected tail_weight")
+    recommend.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     serve = commands.add_parser("serve", help="HTTP app over one finished run (Ray Serve; OpenAPI at /docs)")
     serve.add_argument("--run", default="latest",
                        help="run folder or URI; 'latest' or DIR/latest = the newest finished run under artifacts/ "
@@ -91,6 +97,16 @@ def dispatch(args: argparse.Namespace) -> int:
         from ray_longtail.serve.app import serve_forever
 
         serve_forever(args.run, host=args.host, port=args.port)
+        return 0
+    if args.command == "recommend":
+        import json
+
+        from ray_longtail.recommend import Recommender
+        from ray_longtail.serve.app import resolve_run
+
+        recommender = Recommender(resolve_run(args.run))
+        for user in args.user:
+            print(json.dumps(recommender.recommend(user, k=args.k, tail_weight=args.tail_weight)))
         return 0
     if args.command == "synth":
         from ray_longtail.data.synthetic import write_shop

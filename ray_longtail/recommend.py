@@ -94,10 +94,10 @@ class Recommender:
         elif recent_items:
             history_items = self._item_positions(recent_items, strict=False)
             if not len(history_items):
-                return self._cold_start(k, weight)
+                return self._cold_start(k, weight, user_id)
             scored = self._scored_adhoc(history_items, exclude_seen)
         else:
-            return self._cold_start(k, weight)
+            return self._cold_start(k, weight, user_id)
         lists = self._rerank_known(user, exclude_seen, weight, k) if user >= 0 else self._rerank_adhoc(
             scored, history_items, weight, k)
         items = [self._item(int(i), float(s), str(src), history_items) for i, s, src in
@@ -188,7 +188,7 @@ class Recommender:
         source = scored.set_index("item")["source"]
         return lists.assign(source=source.reindex(lists["item"]).to_numpy())
 
-    def _cold_start(self, k: int, weight: float) -> dict[str, Any]:
+    def _cold_start(self, k: int, weight: float, user_id: str | None = None) -> dict[str, Any]:
         """Unknown user: the most popular items, diversified over embeddings (MMR, λ = max(tail_weight, 0.3))."""
         pop = self.phase.history.popularity()
         top = np.argsort(-pop, kind="stable")[: max(self.config.rerank.depth, k)]
@@ -197,7 +197,7 @@ class Recommender:
         lists = rerank(users, items, values, k, max(weight, 0.3), "mmr", vectors=self.vectors)
         picked = [self._item(int(i), float(s), "popular", np.array([], dtype=int))
                   for i, s in zip(lists["item"], lists["score"], strict=True)]
-        return {"user_id": None, "cold_start": True, "tail_weight": weight, "items": picked}
+        return {"user_id": user_id, "cold_start": True, "tail_weight": weight, "items": picked}
 
     # ----------------------------------------------------------------------------------------------- items
     def similar(self, item_id: str | None = None, vector: np.ndarray | None = None, k: int = 10,
@@ -302,16 +302,3 @@ def user_profiles_for_items(vectors: np.ndarray, items: np.ndarray) -> np.ndarra
     profile = vectors[items].mean(axis=0, keepdims=True)
     norm = np.linalg.norm(profile)
     return (profile / norm if norm > 0 else profile).astype(np.float32)
-
-
-def recommend_users(config, user_ids: list[str], k: int) -> pd.DataFrame:
-    """CLI helper: top-k for the given users of the run `config` points at."""
-    from ray_longtail.pipeline import make_run_id
-
-    recommender = Recommender(f"{config.artifacts.rstrip('/')}/{make_run_id(config)}")
-    rows = []
-    for user in user_ids:
-        answer = recommender.recommend(user, k=k)
-        rows += [{"user_id": user, "rank": r + 1, **item} for r, item in enumerate(answer["items"])]
-    return pd.DataFrame(rows)
-
