@@ -140,3 +140,18 @@ def test_whole_pipeline_via_ray_job_submit(ray_head, bundled_slice, tmp_path):
     assert {"ingest", "embed", "retrieve", "rank", "evaluate"} <= set(summary["stages"])
     metrics = json.loads((tmp_path / "jobrun" / "metrics.json").read_text())
     assert metrics["systems"]["system"]["ndcg@10"] > 0
+
+
+def test_recommend_command_matches_batch_lists(cli_run, ray_head):
+    import pandas as pd
+
+    _, _, run_dir = cli_run
+    recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    user = str(recs["user_id"].iloc[0])
+    out = cli(["recommend", "--run", str(run_dir), "--user", user, "--user", "no-such-user", "-k", "5", "-q"],
+              ray_head)
+    assert out.returncode == 0, out.stderr[-3000:]
+    known, unknown = (json.loads(line) for line in out.stdout.strip().splitlines()[-2:])
+    expected = recs[recs["user_id"] == user].sort_values("rank")["item_id"].head(5).tolist()
+    assert [i["item_id"] for i in known["items"]] == expected
+    assert unknown["cold_start"] is True and unknown["user_id"] == "no-such-user" and len(unknown["items"]) == 5
