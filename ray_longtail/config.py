@@ -125,7 +125,7 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    address: str | None = None  # None = connect to a running cluster if any, else start a local one
+    address: str | None = None  # None = RAY_ADDRESS if set, else a new local instance; "auto" = a `ray start` one
     num_cpus: int | None = None
     object_store_memory_mb: int | None = None
 

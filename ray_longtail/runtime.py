@@ -1,4 +1,7 @@
-"""Connecting to Ray: a running cluster (RAY_ADDRESS / `ray.address`, as under `ray job submit`) or a local one."""
+"""Connecting to Ray: a given cluster (`ray.address`, or RAY_ADDRESS as under `ray job submit`), else a new
+local instance. A new local instance is started explicitly (address="local") rather than letting `ray.init()`
+join whatever cluster `/tmp/ray` last recorded: a stale record of a dead cluster makes it wait for minutes.
+Use `--set ray.address=auto` to join a `ray start` cluster on this machine."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=config.num_cpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False,
                  object_store_memory=(config.object_store_memory_mb or 0) * 1024**2 or None,
                  runtime_env={"env_vars": dict(RAY_ENV)}, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = False
