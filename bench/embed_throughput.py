@@ -17,7 +17,8 @@ and model load. `ray.init` and the session's first Ray Data execution are done o
 Steady state: from the first completed block to the last, counting the items after the first block (blocks in
 flight at that moment count pro rata). Per-block times come from `TimedEmbedBatch`, a logging subclass that the
 bench swaps in for `EmbedBatch`. The per-run table splits the machine's CPU time during each call into this driver,
-Ray's own processes, the actors and everything else ("other load": other users of the machine, i.e. noise).
+the encoder processes (actors, or the (a') process), the rest of the bench's process tree (GCS, raylet, idle
+workers) and everything else ("other load": other users of the machine and kernel threads, i.e. noise).
 
 Runs are interleaved (a, a', b, c, a, a', b, c, ...) so that noise from other load spreads over all configurations.
 """
@@ -296,8 +297,8 @@ def run_ray(name: str, catalog: pd.DataFrame, config: EmbedConfig, timings: Path
 def fmt_pair(values: list[float], base: list[float] | None = None, digits: int = 0) -> tuple[str, str]:
     best, median = max(values), statistics.median(values)
     text = f"{best:.{digits}f} ({median:.{digits}f})"
-    if base is None:
-        return text, "1.00 (1.00)"
+    if base is None:  # (a) not run
+        return text, "-"
     return text, f"{best / max(base):.2f} ({median / statistics.median(base):.2f})"
 
 
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
 
     reference = runs.get(CONFIGS["a"][0])
-    checked = [run for done in runs.values() for run in done if run.vectors is not None]
+    checked = [run for done in runs.values() for run in done if run.vectors is not None and reference]
     cosine = min((float((run.vectors * reference[0].vectors).sum(1).min()) for run in checked), default=float("nan"))
     print(f"- not counted: first model load in this process {first_load_s:.1f} s (so (a) runs warm), `ray.init` "
           f"{init_s:.1f} s, first Ray Data execution (its helper actors) {warm_s:.1f} s; Ray workers' nice value "
