@@ -21,7 +21,7 @@ run: setup
 	$(BIN)/ray-longtail run
 
 test: setup
-	RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -p no:cacheprovider
+	PATH="$(CURDIR)/$(BIN):$$PATH" RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(BIN)/ruff check .

@@ -89,6 +89,8 @@ class LocalHead:
 
     def submit(self, entrypoint: list[str], timeout: float = 420) -> str:
         """`ray job submit --working-dir <repo>`; returns the job's logs, fails the test unless SUCCEEDED."""
+        if entrypoint[0] == "python":  # the job driver's PATH need not hold this environment's python
+            entrypoint = [sys.executable, *entrypoint[1:]]
         cmd = [RAY_BIN, "job", "submit", "--address", self.dashboard, "--working-dir", str(REPO),
                "--no-wait", "--", *entrypoint]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
