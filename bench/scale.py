@@ -1,11 +1,13 @@
 """Scale benchmark: the whole pipeline on synthetic shops of growing size, stage by stage.
 
-For each size (items; interactions ~10x items) it generates a shop with `ray_longtail.data.synthetic`, runs
-every stage in this process on one local Ray cluster, and records wall time and the peak memory used on the
-machine during the stage (all processes, Ray workers included, minus the level before the stage). It prints a
-table and the fitted growth exponent per stage (slope of log time vs log items).
+For each size (items; interactions ~10x items) it generates a shop with `ray_longtail.data.synthetic` and runs
+every stage on a fresh local Ray cluster, each size in its own process (so one size's heap never inflates the
+next). It records wall time and the peak memory used on the machine during each stage (all processes, Ray
+workers and the object store included, minus the level before the stage), appends one JSON line per size to
+`--results`, and prints a table of every size in that file with the fitted growth exponent per stage (slope of
+log time vs log items).
 
-    python bench/scale.py --sizes 10000 100000 1000000 --set embed.model=hashing
+    python bench/scale.py --sizes 10000 100000 1000000 --results bench/scale_results.jsonl
 
 Embedding uses the weight-free `hashing` encoder by default here: MiniLM on 2 CPU cores embeds ~150 items/s
 (10^6 items = ~2 h), see bench/embed_throughput.py for the transformer's throughput.
@@ -14,8 +16,11 @@ Embedding uses the weight-free `hashing` encoder by default here: MiniLM on 2 CP
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -53,23 +58,33 @@ class PeakMemory:
 
 
 def run_size(n_items: int, overrides: list[str], workdir: str) -> dict[str, tuple[float, float]]:
+    """Generate a shop of `n_items` and run every stage on it in this process: {stage: (seconds, peak GiB)}."""
+    import ray
+
     from ray_longtail import pipeline
     from ray_longtail.config import load_config
     from ray_longtail.data.synthetic import write_shop
 
-    start = time.perf_counter()
-    items, events = write_shop(os.path.join(workdir, f"shop_{n_items}"), n_items=n_items, seed=0)
-    results = {"generate": (time.perf_counter() - start, 0.0)}
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        items, events = write_shop(os.path.join(workdir, f"shop_{n_items}"), n_items=n_items, seed=0)
+        results = {"generate": (time.perf_counter() - start, memory.peak_gib)}
     config = load_config(overrides=overrides, extra={
         "data": {"items": items, "interactions": events}, "artifacts": os.path.join(workdir, "artifacts"),
         "run_id": f"scale_{n_items}"})
-    for stage in pipeline.stage_names():
-        with PeakMemory() as memory:
-            start = time.perf_counter()
-            pipeline.run_stages(config, only=[stage])
-            seconds = time.perf_counter() - start
-        results[stage] = (seconds, memory.peak_gib)
-        print(f"  {n_items:>8} {stage:<9} {seconds:8.1f}s  peak +{memory.peak_gib:5.2f} GiB", flush=True)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        for stage in pipeline.stage_names():
+            with PeakMemory() as memory:
+                start = time.perf_counter()
+                pipeline.run_stages(config, only=[stage])
+                seconds = time.perf_counter() - start
+            results[stage] = (seconds, memory.peak_gib)
+            print(f"  {n_items:>8} {stage:<9} {seconds:8.1f}s  peak +{memory.peak_gib:5.2f} GiB", flush=True)
+    finally:
+        ray.shutdown()
     return results
 
 
@@ -80,40 +95,66 @@ def growth_exponent(sizes: list[int], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(np.maximum(seconds, 1e-3)), 1)[0])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="config override (default adds embed.model=hashing, eval.max_users=20000)")
-    args = parser.parse_args(argv)
-    overrides = ["embed.model=hashing", "eval.max_users=20000", "tune.num_samples=1", *args.overrides]
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
-    import ray
-
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    table: dict[int, dict[str, tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="ray_longtail_scale_") as workdir:
-        for n_items in args.sizes:
-            table[n_items] = run_size(n_items, overrides, workdir)
-    ray.shutdown()
-    stages = list(next(iter(table.values())))
+def print_table(rows: list[dict]) -> None:
+    """Markdown table of the last result per size in `rows` (JSON lines of `main`)."""
+    by_size = {row["n_items"]: row for row in rows}
+    sizes = sorted(by_size)
+    stages = list(by_size[sizes[-1]]["stages"])
     print(f"\n# Scale benchmark — {platform.node()}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
-    print(f"# overrides: {' '.join(overrides)}\n")
-    header = "| stage | " + " | ".join(f"{n:,} items: s / peak GiB" for n in table) + " | growth exponent |"
-    print(header)
-    print("|" + "---|" * (len(table) + 2))
-    sizes = list(table)
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB")
+    for n in sizes:
+        info = by_size[n]
+        print(f"# {n:,} items: {info['interactions']:,} interactions, {info['users']:,} users, "
+              f"run {info['finished']}; overrides: {' '.join(info['overrides'])}")
+    print("\n| stage | " + " | ".join(f"{n:,} items: s / peak GiB" for n in sizes) + " | growth exponent |")
+    print("|" + "---|" * (len(sizes) + 2))
     for stage in [*stages, "total"]:
         if stage == "total":
-            cells = [(sum(v[0] for v in table[n].values()), max(v[1] for v in table[n].values())) for n in sizes]
+            cells = [(sum(v[0] for v in by_size[n]["stages"].values()),
+                      max(v[1] for v in by_size[n]["stages"].values())) for n in sizes]
         else:
-            cells = [table[n][stage] for n in sizes]
+            cells = [tuple(by_size[n]["stages"].get(stage, (float("nan"), float("nan")))) for n in sizes]
         exponent = growth_exponent(sizes, [c[0] for c in cells])
         print(f"| {stage} | " + " | ".join(f"{s:.1f} / {m:.2f}" for s, m in cells) + f" | {exponent:.2f} |")
+
+
+def one_size(n_items: int, overrides: list[str], results_path: str) -> None:
+    """Run one size (in a child process) and append its JSON line to `results_path`."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    with tempfile.TemporaryDirectory(prefix="ray_longtail_scale_") as workdir:
+        stages = run_size(n_items, overrides, workdir)
+        import pyarrow.parquet as pq
+
+        shop = os.path.join(workdir, f"shop_{n_items}")
+        events = pq.read_table(os.path.join(shop, "interactions.parquet"), columns=["user_id"])
+        row = {"n_items": n_items, "interactions": events.num_rows,
+               "users": len(events.column("user_id").unique()), "overrides": overrides,
+               "finished": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}",
+               "stages": {name: [round(s, 2), round(m, 3)] for name, (s, m) in stages.items()}}
+    with open(results_path, "a") as out:
+        out.write(json.dumps(row) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--results", default="bench/scale_results.jsonl",
+                        help="JSON lines file the sizes are appended to; the table covers every size in it")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override (default adds embed.model=hashing, eval.max_users=20000)")
+    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    overrides = ["embed.model=hashing", "eval.max_users=20000", "tune.num_samples=1", *args.overrides]
+    if args.one_size:
+        one_size(args.one_size, overrides, args.results)
+        return
+    for n_items in args.sizes:
+        command = [sys.executable, __file__, "--one-size", str(n_items), "--results", args.results]
+        subprocess.run(command + [f"--set={o}" for o in args.overrides], check=True)
+    if os.path.exists(args.results):
+        with open(args.results) as src:
+            print_table([json.loads(line) for line in src if line.strip()])
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import posixpath
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -61,17 +64,23 @@ class RunStore:
     def exists(self, name: str) -> bool:
         return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
 
-    def _publish(self, name: str, data: bytes) -> None:
+    @contextmanager
+    def writer(self, name: str) -> Iterator[pa.NativeFile]:
+        """A stream to write artifact `name` to; it appears under its name only when the block exits cleanly."""
         final = self.path(name)
         self.fs.create_dir(posixpath.dirname(final), recursive=True)
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             with self.fs.open_output_stream(tmp) as out:
-                out.write(data)
+                yield out
             self.fs.move(tmp, final)
         except BaseException:
             self._discard(tmp)
             raise
+
+    def _publish(self, name: str, data: bytes) -> None:
+        with self.writer(name) as out:
+            out.write(data)
 
     def _discard(self, path: str) -> None:
         """Best-effort removal of a temp object left by a failed write (closing the stream may have committed it)."""
@@ -87,6 +96,16 @@ class RunStore:
     def read_bytes(self, name: str) -> bytes:
         with self.fs.open_input_stream(self.path(name)) as src:
             return src.read()
+
+    def write_pickle(self, name: str, obj: Any) -> None:
+        """Pickle `obj` straight into the artifact (no in-memory copy of the bytes: fitted sources of a
+        10^6-item catalog are gigabytes)."""
+        with self.writer(name) as out:
+            pickle.dump(obj, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def read_pickle(self, name: str) -> Any:
+        with self.fs.open_input_file(self.path(name)) as src:
+            return pickle.load(src)
 
     def write_table(self, name: str, table: pd.DataFrame | pa.Table) -> None:
         if isinstance(table, pd.DataFrame):

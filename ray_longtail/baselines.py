@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
-from ray_longtail.candidates import CandidateSource, History, SourceContext
+from ray_longtail.candidates import CandidateSource, History, SourceContext, mask_seen, sparse_top_n, top_n
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,18 @@ class MostPopular(CandidateSource):
         self.history_, self.context_ = history, context
         pop = history.popularity().astype(np.float32)
         self.scores_ = np.log1p(pop)
+        self.order_ = np.argsort(-self.scores_, kind="stable")
         return self
+
+    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n from the global order's first n + (most history items in the batch) entries: enough that n
+        unseen items remain for every user."""
+        rows = self.history_.binary[users]
+        most_seen = int(np.diff(rows.indptr).max()) if exclude_seen and rows.shape[0] else 0
+        head = self.order_[: n + most_seen]
+        scores = np.tile(self.scores_[head], (rows.shape[0], 1))
+        top, values = top_n(mask_seen(scores, rows[:, head], exclude_seen), n)
+        return np.where(top >= 0, head[np.maximum(top, 0)], -1), values
 
     def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
         return np.tile(self.scores_, (rows.shape[0], 1))
@@ -65,6 +77,11 @@ class ItemKNN(CandidateSource):
         scores[scores == 0] = -np.inf
         return scores
 
+    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n of the sparse scores (only items that share users with the history have one)."""
+        rows = self.history_.binary[users]
+        return sparse_top_n((rows @ self.similarity_).tocsr(), rows if exclude_seen else None, n)
+
 
 def keep_top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Sparsify a csr matrix to the k largest entries of each row."""
@@ -88,7 +105,7 @@ def keep_top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
 class EASE(CandidateSource):
     """EASE (Steck 2019): B = I - P·diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹, zero diagonal; score = X_u · B.
 
-    Needs an items x items dense matrix (8·m² bytes while inverting): catalogs above `max_items` are restricted
+    Needs an items x items dense matrix (8·m² bytes, inverted in place): catalogs above `max_items` are restricted
     to their `max_items` most popular items (the rest get no EASE score; other sources cover them).
     """
 
@@ -108,18 +125,25 @@ class EASE(CandidateSource):
             active = np.sort(active[np.argsort(-pop[active], kind="stable")[: self.max_items]])
         self.items_ = active
         X = history.binary[:, active]
-        gram = (X.T @ X).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.l2
-        P = np.linalg.inv(gram)
-        B = P / (-np.diag(P))
-        B[np.diag_indices_from(B)] = 0.0
-        self.weights_ = B.astype(np.float32)
+        P = (X.T @ X).toarray().astype(np.float64)
+        P[np.diag_indices_from(P)] += self.l2
+        P = scipy.linalg.inv(P, overwrite_a=True, check_finite=False)
+        P /= -np.diag(P).copy()
+        P[np.diag_indices_from(P)] = 0.0
+        self.weights_ = P.astype(np.float32)
         return self
 
     def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
         scores = np.full((rows.shape[0], self.history_.n_items), -np.inf, dtype=np.float32)
         scores[:, self.items_] = rows[:, self.items_] @ self.weights_
         return scores
+
+    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n over the `items_` EASE scores (sorted, so ties still go to the lower item index)."""
+        rows = self.history_.binary[users][:, self.items_]
+        scores = np.asarray(rows @ self.weights_, dtype=np.float32)
+        top, values = top_n(mask_seen(scores, rows, exclude_seen), n)
+        return np.where(top >= 0, self.items_[np.maximum(top, 0)], -1), values
 
 
 class ALS(CandidateSource):

@@ -70,6 +70,7 @@ class RetrieveConfig:
     n_per_source: int = 50
     user_batch_size: int = 512
     use_ray: bool = True  # candidate generation on a Ray Data actor pool over user shards
+    max_actors: int = 2  # the pool autoscales from 1 to max_actors 1-CPU actors
     itemknn_neighbors: int = 100
     ease_lambda: float = 250.0
     ease_max_items: int = 15000  # EASE inverts an items² matrix: larger catalogs use their most popular items

@@ -9,7 +9,6 @@ items added at run time (embedded by the caller, appended durably to the run und
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 from collections import OrderedDict
 from typing import Any
@@ -57,7 +56,7 @@ class Recommender:
             if not self.store.exists(needed):
                 raise UserError(f"run {run} is incomplete ({needed} missing): finish it with `ray-longtail run`")
         self.phase = self.ctx.phase("eval")
-        self.sources = pickle.loads(self.store.read_bytes(SOURCES_ARTIFACT))
+        self.sources = self.store.read_pickle(SOURCES_ARTIFACT)
         self.builder = feature_builder(self.ctx, "eval")
         self.catalog = self.ctx.table("catalog.parquet")
         self.item_ids = np.asarray(self.phase.history.item_ids, dtype=object)

@@ -35,6 +35,9 @@ class ContentKNN(CandidateSource):
     def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
         return profiles @ self.context_.vectors.T
 
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        return self.context_.profile_scores(users).copy()
+
 
 class TailExplore(CandidateSource):
     """Tail and cold items nearest to the user's profile, within the user's `n_clusters` strongest clusters
@@ -55,17 +58,21 @@ class TailExplore(CandidateSource):
                                            shape=(history.n_items, n_clusters))
         return self
 
-    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+    def allowed_items(self, rows: sp.csr_matrix) -> np.ndarray:
+        """(n_rows, n_items) bool: tail items in each row's `n_clusters` strongest clusters."""
         strength = (rows @ self.item_cluster_).toarray()
         c = min(self.n_clusters, strength.shape[1])
         top = np.argpartition(-strength, c - 1, axis=1)[:, :c]
         top = np.where(np.take_along_axis(strength, top, axis=1) > 0, top, -1)
         allowed = np.zeros_like(strength, dtype=bool)
         np.put_along_axis(allowed, np.maximum(top, 0), top >= 0, axis=1)
-        mask = allowed[:, self.clusters_] & self.is_tail_[None, :]
-        scores = profiles @ self.context_.vectors.T
-        scores[~mask] = -np.inf
-        return scores
+        return allowed[:, self.clusters_] & self.is_tail_[None, :]
+
+    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        return np.where(self.allowed_items(rows), profiles @ self.context_.vectors.T, -np.inf)
+
+    def score_batch(self, users: np.ndarray) -> np.ndarray:
+        return np.where(self.allowed_items(self.history_.binary[users]), self.context_.profile_scores(users), -np.inf)
 
 
 SOURCES = {"content": ContentKNN, "itemknn": ItemKNN, "ease": EASE, "als": ALS, "popular": MostPopular,
@@ -144,8 +151,9 @@ class CandidateBatch:
 
 
 def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int, batch_size: int = 512,
-                      exclude_seen: bool = True, num_actors: int = 1) -> pd.DataFrame:
-    """`candidate_union` on a Ray Data actor pool over user shards (same output, rows in any order)."""
+                      exclude_seen: bool = True, max_actors: int = 1) -> pd.DataFrame:
+    """`candidate_union` on a Ray Data actor pool (1 to `max_actors` actors) over user shards (same output, rows
+    in any order)."""
     import ray
 
     batch_size = effective_batch_size(batch_size, sources[0].history_.n_items) if sources else batch_size
@@ -155,7 +163,7 @@ def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int,
                                    or [frame])
     out = dataset.map_batches(
         CandidateBatch, fn_constructor_args=(sources, n, exclude_seen), batch_size=batch_size,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=1)
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors), num_cpus=1)
     frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
     return pd.concat(frames, ignore_index=True) if frames else batch_candidates(sources, users[:0], n)
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import replace
 from typing import Any
 
@@ -76,10 +75,11 @@ def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
     names = list(dict.fromkeys(config.retrieve.sources + list(BASELINE_NAMES)))
     sources = fit_sources(make_sources(config.retrieve, config.seed, names), phase.history, phase.context)
     if phase_name == "eval":
-        ctx.store.write_bytes(SOURCES_ARTIFACT, pickle.dumps(sources, protocol=pickle.HIGHEST_PROTOCOL))
+        ctx.store.write_pickle(SOURCES_ARTIFACT, sources)
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
     if config.retrieve.use_ray:
-        long = candidates_on_ray(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen)
+        long = candidates_on_ray(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen,
+                                 config.retrieve.max_actors)
     else:
         long = candidate_union(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen)
     return long.sort_values(["user", "source", "rank"], kind="stable").reset_index(drop=True)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ray_longtail.baselines import EASE, ItemKNN, MostPopular
-from ray_longtail.candidates import DAY, History, SourceContext, top_n
+from ray_longtail.candidates import DAY, History, SourceContext, mask_seen, top_n
 from ray_longtail.config import RetrieveConfig
 from ray_longtail.data import schema as S
 from ray_longtail.data.ingest import bundled_paths
@@ -63,6 +63,8 @@ def test_top_n_ties_padding_and_minus_inf():
     items, values = top_n(scores, 3)
     assert items.tolist() == [[1, 2, 0], [2, -1, -1]]
     assert values[0].tolist() == [3.0, 3.0, 1.0]
+    tied = np.array([[1.0, 2.0, 5.0, 2.0, 2.0, 2.0]] * 3, dtype=np.float32)
+    assert top_n(tied, 3)[0].tolist() == [[2, 1, 3]] * 3  # the tie at the n-th place goes to the lower index
 
 
 def test_recency_weights_half_life_and_max_history():
@@ -112,6 +114,21 @@ def test_every_source_respects_n_and_never_returns_history_items(real_slice):
     blend = reciprocal_rank_blend(wide, ["content", "ease"])
     both = wide["score_content"].notna() & wide["score_ease"].notna()
     assert (blend[both] > blend[~both].max() - 1 / 61).all() or not both.any()
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_every_source_fast_path_equals_the_dense_path(real_slice, exclude_seen):
+    """Sources that override `candidates` (sparse or restricted scores) return exactly the dense top-n."""
+    history, context = real_slice
+    users = np.arange(0, history.n_users, 2)
+    for source in make_sources(RetrieveConfig(als_iterations=3, ease_max_items=300)):
+        source.fit(history, context)
+        dense = top_n(mask_seen(source.score_batch(users).astype(np.float32), history.binary[users], exclude_seen),
+                      25)
+        fast = source.candidates(users, 25, exclude_seen=exclude_seen)
+        assert (fast[0] >= 0).sum() > 0, source.name
+        np.testing.assert_array_equal(fast[0], dense[0], err_msg=source.name)
+        np.testing.assert_allclose(fast[1], dense[1], rtol=1e-6, err_msg=source.name)
 
 
 def test_most_popular_orders_by_distinct_users(real_slice):
