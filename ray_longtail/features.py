@@ -143,10 +143,13 @@ def attach_labels(features: pd.DataFrame, truth_users: np.ndarray, truth) -> pd.
 
 
 class FeatureBatch:
-    """Ray Data callable class: one fitted FeatureBuilder per actor, transforms batches of candidate rows."""
+    """Ray Data callable class: the fitted FeatureBuilder (an object-store reference) transforms batches of
+    candidate rows."""
 
-    def __init__(self, builder: FeatureBuilder):
-        self.builder = builder
+    def __init__(self, builder_ref):
+        import ray
+
+        self.builder = ray.get(builder_ref)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         return self.builder.transform(batch)
@@ -161,7 +164,7 @@ def features_on_ray(builder: FeatureBuilder, wide: pd.DataFrame, users_per_block
     user_block = wide["user"].to_numpy() // users_per_block
     blocks = [part for _, part in wide.groupby(user_block, sort=True)]
     out = ray.data.from_pandas(blocks).map_batches(
-        FeatureBatch, fn_constructor_args=(builder,), batch_format="pandas", batch_size=None,
+        FeatureBatch, fn_constructor_args=(ray.put(builder),), batch_format="pandas", batch_size=None,
         compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
     frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
     return pd.concat(frames, ignore_index=True).sort_values(["user", "item"], kind="stable").reset_index(drop=True)

@@ -141,10 +141,13 @@ def candidate_union(sources: list[CandidateSource], users: np.ndarray, n: int, b
 
 
 class CandidateBatch:
-    """Ray Data callable class: holds the fitted sources (deserialised once per actor), scores user shards."""
+    """Ray Data callable class: holds the fitted sources (an object-store reference, read zero-copy by every actor
+    of the pool), scores user shards."""
 
-    def __init__(self, sources: list[CandidateSource], n: int, exclude_seen: bool):
-        self.sources, self.n, self.exclude_seen = sources, n, exclude_seen
+    def __init__(self, sources_ref, n: int, exclude_seen: bool):
+        import ray
+
+        self.sources, self.n, self.exclude_seen = ray.get(sources_ref), n, exclude_seen
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pd.DataFrame:
         return batch_candidates(self.sources, np.asarray(batch["user"], dtype=np.int64), self.n, self.exclude_seen)
@@ -162,7 +165,7 @@ def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int,
     dataset = ray.data.from_pandas([frame.iloc[i:i + rows_per_block] for i in range(0, len(frame), rows_per_block)]
                                    or [frame])
     out = dataset.map_batches(
-        CandidateBatch, fn_constructor_args=(sources, n, exclude_seen), batch_size=batch_size,
+        CandidateBatch, fn_constructor_args=(ray.put(sources), n, exclude_seen), batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors), num_cpus=1)
     frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
     return pd.concat(frames, ignore_index=True) if frames else batch_candidates(sources, users[:0], n)
