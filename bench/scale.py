@@ -1,9 +1,10 @@
 """Scale benchmark: the whole pipeline on synthetic shops of growing size, stage by stage.
 
 For each size (items; interactions ~10x items) it generates a shop with `ray_longtail.data.synthetic` and runs
-every stage on a fresh local Ray cluster, each size in its own process (so one size's heap never inflates the
-next). It records wall time and the peak memory used on the machine during each stage (all processes, Ray
-workers and the object store included, minus the level before the stage), appends one JSON line per size to
+every stage in its own process on a fresh local Ray (as one `ray job submit` per stage would), so no stage
+inherits another's heap. It records the stage's wall time (Ray start-up excluded) and the peak memory used on
+the machine while the stage's process ran (all processes, Ray workers and the object store included, minus the
+level before), appends one JSON line per size to
 `--results`, and prints a table of every size in that file with the fitted growth exponent per stage (slope of
 log time vs log items).
 
@@ -57,34 +58,55 @@ class PeakMemory:
         return (self.peak - self.start) / 2**30
 
 
-def run_size(n_items: int, overrides: list[str], workdir: str) -> dict[str, tuple[float, float]]:
-    """Generate a shop of `n_items` and run every stage on it in this process: {stage: (seconds, peak GiB)}."""
+def shop_config(n_items: int, overrides: list[str], workdir: str):
+    from ray_longtail.config import load_config
+
+    shop = os.path.join(workdir, f"shop_{n_items}")
+    data = {"items": os.path.join(shop, "items.parquet"), "interactions": os.path.join(shop, "interactions.parquet")}
+    return load_config(overrides=overrides, extra={
+        "data": data,
+        "artifacts": os.path.join(workdir, "artifacts"), "run_id": f"scale_{n_items}"})
+
+
+def child_task(task: str, n_items: int, overrides: list[str], workdir: str) -> float:
+    """One step in this (child) process: "generate" the shop, or run one pipeline stage on a fresh local Ray.
+    Returns the step's seconds (Ray start-up and imports excluded)."""
+    if task == "generate":
+        from ray_longtail.data.synthetic import write_shop
+
+        start = time.perf_counter()
+        write_shop(os.path.join(workdir, f"shop_{n_items}"), n_items=n_items, seed=0)
+        return time.perf_counter() - start
     import ray
 
     from ray_longtail import pipeline
-    from ray_longtail.config import load_config
-    from ray_longtail.data.synthetic import write_shop
 
-    with PeakMemory() as memory:
-        start = time.perf_counter()
-        items, events = write_shop(os.path.join(workdir, f"shop_{n_items}"), n_items=n_items, seed=0)
-        results = {"generate": (time.perf_counter() - start, memory.peak_gib)}
-    config = load_config(overrides=overrides, extra={
-        "data": {"items": items, "interactions": events}, "artifacts": os.path.join(workdir, "artifacts"),
-        "run_id": f"scale_{n_items}"})
+    config = shop_config(n_items, overrides, workdir)
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
-        for stage in pipeline.stage_names():
-            with PeakMemory() as memory:
-                start = time.perf_counter()
-                pipeline.run_stages(config, only=[stage])
-                seconds = time.perf_counter() - start
-            results[stage] = (seconds, memory.peak_gib)
-            print(f"  {n_items:>8} {stage:<9} {seconds:8.1f}s  peak +{memory.peak_gib:5.2f} GiB", flush=True)
+        start = time.perf_counter()
+        pipeline.run_stages(config, only=[task])
+        return time.perf_counter() - start
     finally:
         ray.shutdown()
+
+
+def run_size(n_items: int, overrides: list[str], workdir: str) -> dict[str, tuple[float, float]]:
+    """Generate a shop of `n_items` and run every stage on it, each step in its own process (as `ray job submit`
+    of one stage would): {step: (seconds, peak GiB)}."""
+    from ray_longtail import pipeline
+
+    results = {}
+    for task in ["generate", *pipeline.stage_names()]:
+        command = [sys.executable, __file__, "--child", task, "--n-items", str(n_items), "--workdir", workdir,
+                   *[f"--set={o}" for o in overrides]]
+        with PeakMemory() as memory:
+            done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+        seconds = float(done.stdout.strip().splitlines()[-1])
+        results[task] = (seconds, memory.peak_gib)
+        print(f"  {n_items:>8} {task:<9} {seconds:8.1f}s  peak +{memory.peak_gib:5.2f} GiB", flush=True)
     return results
 
 
@@ -118,10 +140,8 @@ def print_table(rows: list[dict]) -> None:
         print(f"| {stage} | " + " | ".join(f"{s:.1f} / {m:.2f}" for s, m in cells) + f" | {exponent:.2f} |")
 
 
-def one_size(n_items: int, overrides: list[str], results_path: str) -> None:
-    """Run one size (in a child process) and append its JSON line to `results_path`."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+def record_size(n_items: int, overrides: list[str], results_path: str) -> None:
+    """Run one size and append its JSON line to `results_path`."""
     with tempfile.TemporaryDirectory(prefix="ray_longtail_scale_") as workdir:
         stages = run_size(n_items, overrides, workdir)
         import pyarrow.parquet as pq
@@ -143,15 +163,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON lines file the sizes are appended to; the table covers every size in it")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="config override (default adds embed.model=hashing, eval.max_users=20000)")
-    parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--n-items", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    overrides = ["embed.model=hashing", "eval.max_users=20000", "tune.num_samples=1", *args.overrides]
-    if args.one_size:
-        one_size(args.one_size, overrides, args.results)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    if args.child:
+        print(child_task(args.child, args.n_items, args.overrides, args.workdir))
         return
+    overrides = ["embed.model=hashing", "eval.max_users=20000", "tune.num_samples=1", *args.overrides]
     for n_items in args.sizes:
-        command = [sys.executable, __file__, "--one-size", str(n_items), "--results", args.results]
-        subprocess.run(command + [f"--set={o}" for o in args.overrides], check=True)
+        record_size(n_items, overrides, args.results)
     if os.path.exists(args.results):
         with open(args.results) as src:
             print_table([json.loads(line) for line in src if line.strip()])

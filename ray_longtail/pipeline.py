@@ -79,15 +79,22 @@ class RunContext:
     def cuts(self) -> Cuts:
         return Cuts(**self.json("split/cuts.json"))
 
+    def catalog_ids(self) -> np.ndarray:
+        """The catalog's item ids in catalog order (read without the text columns)."""
+        if "catalog_ids" not in self.cache:
+            self.cache["catalog_ids"] = self.store.read_table("catalog.parquet", columns=[S.ITEM_ID])[S.ITEM_ID]\
+                .to_numpy()
+        return self.cache["catalog_ids"]
+
     def vectors(self) -> np.ndarray:
         """Item embeddings (n_items, dim) aligned to the catalog order."""
         if "vectors" not in self.cache:
             ids, vectors = table_to_vectors(self.store.read_arrow("item_embeddings.parquet"))
-            catalog_ids = self.table("catalog.parquet")[S.ITEM_ID].to_numpy()
-            position = pd.Index(ids).get_indexer(catalog_ids)
+            position = pd.Index(ids).get_indexer(self.catalog_ids())
             if (position < 0).any():
                 raise UserError("item_embeddings.parquet does not cover the catalog; rerun embed with --force")
-            self.cache["vectors"] = vectors[position]
+            in_order = len(position) == len(ids) and bool((position == np.arange(len(ids))).all())
+            self.cache["vectors"] = vectors if in_order else vectors[position]
         return self.cache["vectors"]
 
     def clusters(self) -> np.ndarray:
@@ -99,13 +106,14 @@ class RunContext:
         key = f"phase:{name}"
         if key not in self.cache:
             cuts = self.cuts()
+            read = self.store.read_table  # not cached: only the phase's matrices are kept
             if name == "fit":
-                history, labels = self.table("split/train.parquet"), self.table("split/valid.parquet")
+                history, labels = read("split/train.parquet"), read("split/valid.parquet")
                 end = cuts.cut_valid
             else:
-                history = pd.concat([self.table("split/train.parquet"), self.table("split/valid.parquet")])
-                labels, end = self.table("split/test.parquet"), cuts.cut_test
-            catalog_ids = self.table("catalog.parquet")[S.ITEM_ID].to_numpy()
+                history = pd.concat([read("split/train.parquet"), read("split/valid.parquet")], ignore_index=True)
+                labels, end = read("split/test.parquet"), cuts.cut_test
+            catalog_ids = self.catalog_ids()
             has_clusters = self.store.exists("item_segments.parquet")
             clusters = self.clusters() if has_clusters else np.zeros(len(catalog_ids), dtype=np.int64)
             self.cache[key] = build_phase(name, history, labels, end, catalog_ids, self.vectors(), clusters,

@@ -153,22 +153,26 @@ class CandidateBatch:
         return batch_candidates(self.sources, np.asarray(batch["user"], dtype=np.int64), self.n, self.exclude_seen)
 
 
-def candidates_on_ray(sources: list[CandidateSource], users: np.ndarray, n: int, batch_size: int = 512,
+def candidates_on_ray(sources_ref, n_items: int, users: np.ndarray, n: int, batch_size: int = 512,
                       exclude_seen: bool = True, max_actors: int = 1) -> pd.DataFrame:
     """`candidate_union` on a Ray Data actor pool (1 to `max_actors` actors) over user shards (same output, rows
-    in any order)."""
+    in any order). `sources_ref`: `ray.put` of the fitted sources, so the caller can drop its own copy (at 10^6
+    items the fitted sources are gigabytes); `n_items`: the catalog size they score."""
     import ray
 
-    batch_size = effective_batch_size(batch_size, sources[0].history_.n_items) if sources else batch_size
+    batch_size = effective_batch_size(batch_size, n_items)
     rows_per_block = max(batch_size, -(-len(users) // 64))
     frame = pd.DataFrame({"user": np.asarray(users, dtype=np.int64)})
     dataset = ray.data.from_pandas([frame.iloc[i:i + rows_per_block] for i in range(0, len(frame), rows_per_block)]
                                    or [frame])
     out = dataset.map_batches(
-        CandidateBatch, fn_constructor_args=(ray.put(sources), n, exclude_seen), batch_size=batch_size,
+        CandidateBatch, fn_constructor_args=(sources_ref, n, exclude_seen), batch_size=batch_size,
         batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors), num_cpus=1)
     frames = list(out.iter_batches(batch_size=None, batch_format="pandas"))
-    return pd.concat(frames, ignore_index=True) if frames else batch_candidates(sources, users[:0], n)
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame({"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64), "source": np.zeros(0, str),
+                         "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int32)})
 
 
 def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:

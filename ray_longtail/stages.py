@@ -78,21 +78,30 @@ def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
         ctx.store.write_pickle(SOURCES_ARTIFACT, sources)
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
     if config.retrieve.use_ray:
-        long = candidates_on_ray(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen,
-                                 config.retrieve.max_actors)
+        import ray
+
+        sources_ref = ray.put(sources)
+        del sources  # the actors read the object-store copy; the driver keeps none
+        long = candidates_on_ray(sources_ref, phase.history.n_items, users, n, config.retrieve.user_batch_size,
+                                 config.eval.exclude_seen, config.retrieve.max_actors)
     else:
         long = candidate_union(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen)
     return long.sort_values(["user", "source", "rank"], kind="stable").reset_index(drop=True)
 
 
 def stage_retrieve(ctx) -> dict[str, Any]:
+    """Candidates of the fit phase, then of the eval phase. The fit phase is dropped from the cache before the
+    eval phase is built (a later stage rebuilds it), so only one phase's matrices and profiles are in memory."""
     summary = {}
     for phase_name, artifact in CANDIDATES.items():
         long = retrieve_phase(ctx, phase_name)
         ctx.store.write_table(artifact, ctx.ids_frame(phase_name, long))
-        ctx.cache[artifact] = long
         summary[f"{phase_name}_rows"] = int(len(long))
         summary[f"{phase_name}_users"] = int(long["user"].nunique())
+        if phase_name == "fit":
+            ctx.cache.pop("phase:fit", None)
+        else:
+            ctx.cache[artifact] = long
     return summary
 
 

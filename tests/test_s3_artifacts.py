@@ -3,7 +3,8 @@ pyarrow's S3 filesystem exactly as a user's `--artifacts s3://bucket/prefix?endp
 
 Covers RunStore (tables, JSON, bytes, folders, atomic publishing, failed writes, the run URI), ingest's
 `read_table` (Parquet, CSV and a folder of Parquet parts), and the pipeline's ingest + split stages writing their
-run folder to S3 and skipping on a rerun. No Ray is started."""
+run folder to S3 and skipping on a rerun (no Ray), and the Recommender serving a finished run (the session's
+`pipeline_run`, copied to S3) from its s3:// URI."""
 
 from __future__ import annotations
 
@@ -395,3 +396,22 @@ def test_pipeline_ingest_and_split_on_s3(s3, s3_inputs, caplog):
     assert "running" not in caplog.text
     assert {name: again.manifest()["stages"][name]["finished"] for name in finished} == finished
     assert sorted(files_under(again)) == sorted(outputs)
+
+
+def test_recommender_serves_a_run_from_s3(s3, pipeline_run):
+    """The Recommender (what Serve's Recommender deployment wraps) loads a finished run through its s3:// URI,
+    `<prefix>/latest` included, and answers known users with exactly the run's batch recommendations."""
+    from ray_longtail.recommend import Recommender
+    from ray_longtail.serve.app import resolve_run
+
+    _, _, run_dir = pipeline_run
+    pafs.copy_files(str(run_dir), f"{BUCKET}/served/slice", destination_filesystem=s3.filesystem())
+    uri = resolve_run(s3.uri("served/latest"))
+    assert uri == s3.uri("served/slice")
+    recommender = Recommender(uri)
+    assert recommender.store.uri == uri
+    recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    for user in recs["user_id"].drop_duplicates().sample(5, random_state=1):
+        expected = recs[recs["user_id"] == user].sort_values("rank")["item_id"].tolist()
+        answer = recommender.recommend(str(user), k=len(expected))
+        assert [item["item_id"] for item in answer["items"]] == expected, user
