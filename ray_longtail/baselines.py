@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.sparse as sp
 
 from ray_longtail.candidates import CandidateSource, History, SourceContext, mask_seen, sparse_top_n, top_n
@@ -102,6 +103,27 @@ def keep_top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
                          shape=matrix.shape, dtype=np.float32)
 
 
+def spd_inverse(gram: np.ndarray, ridge: float, block: int = 2048) -> np.ndarray:
+    """(gram + ridge·I)⁻¹ of a symmetric positive semi-definite float64 matrix, in place (no second m x m
+    array): Cholesky factor and inverse from LAPACK (n³ flops, half of an LU inverse), then the lower triangle
+    filled from the upper one block by block."""
+    gram[np.diag_indices_from(gram)] += ridge
+    m = gram.shape[0]
+    fortran = gram.T  # the same symmetric matrix, Fortran-ordered: LAPACK works on it without a copy
+    factor, info = scipy.linalg.lapack.dpotrf(fortran, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        factor, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky inverse failed (LAPACK info {info}); increase the ridge")
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        factor[start:stop, :start] = factor[:start, start:stop].T
+        tile = factor[start:stop, start:stop]
+        lower = np.tril_indices(stop - start, -1)
+        tile[lower] = tile.T[lower]
+    return factor.T
+
+
 class EASE(CandidateSource):
     """EASE (Steck 2019): B = I - P·diagMat(1/diag(P)), P = (XᵀX + λI)⁻¹, zero diagonal; score = X_u · B.
 
@@ -125,9 +147,7 @@ class EASE(CandidateSource):
             active = np.sort(active[np.argsort(-pop[active], kind="stable")[: self.max_items]])
         self.items_ = active
         X = history.binary[:, active]
-        P = (X.T @ X).toarray().astype(np.float64)
-        P[np.diag_indices_from(P)] += self.l2
-        P = scipy.linalg.inv(P, overwrite_a=True, check_finite=False)
+        P = spd_inverse((X.T @ X).toarray().astype(np.float64), self.l2)
         P /= -np.diag(P).copy()
         P[np.diag_indices_from(P)] = 0.0
         self.weights_ = P.astype(np.float32)

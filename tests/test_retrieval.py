@@ -58,6 +58,18 @@ def test_ease_matches_closed_form():
     np.testing.assert_allclose(ease.score_batch(np.arange(5)), X[:5] @ B, rtol=1e-4, atol=1e-5)
 
 
+def test_spd_inverse_in_place_equals_numpy():
+    from ray_longtail.baselines import spd_inverse
+
+    X = (np.random.default_rng(1).random((60, 25)) < 0.2).astype(np.float64)
+    gram = X.T @ X
+    expected = np.linalg.inv(gram + 3.0 * np.eye(25))
+    work = gram.copy()
+    inverse = spd_inverse(work, 3.0, block=7)  # blocks that do not divide the size
+    assert np.shares_memory(inverse, work)
+    np.testing.assert_allclose(inverse, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_top_n_ties_padding_and_minus_inf():
     scores = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, -np.inf, 0.5, -np.inf]], dtype=np.float32)
     items, values = top_n(scores, 3)
