@@ -150,7 +150,7 @@ class EASE(CandidateSource):
         P = spd_inverse((X.T @ X).toarray().astype(np.float64), self.l2)
         P /= -np.diag(P).copy()
         P[np.diag_indices_from(P)] = 0.0
-        self.weights_ = P.astype(np.float32)
+        self.weights_ = np.ascontiguousarray(P, dtype=np.float32)  # C order: rows @ weights_ never copies it
         return self
 
     def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
