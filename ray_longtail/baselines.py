@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.linalg
 import scipy.linalg.lapack
 import scipy.sparse as sp
 
 from ray_longtail.candidates import CandidateSource, History, SourceContext, mask_seen, sparse_top_n, top_n
+from ray_longtail.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,9 @@ class EASE(CandidateSource):
         self.max_items = max_items
 
     def fit(self, history: History, context: SourceContext | None = None) -> EASE:
+        if not self.l2 > 0:
+            raise ConfigError(f"retrieve.ease_lambda must be > 0 (the ridge that makes EASE's inverse exist), "
+                              f"got {self.l2}")
         self.history_, self.context_ = history, context
         pop = history.popularity()
         active = np.flatnonzero(pop > 0)

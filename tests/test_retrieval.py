@@ -58,6 +58,14 @@ def test_ease_matches_closed_form():
     np.testing.assert_allclose(ease.score_batch(np.arange(5)), X[:5] @ B, rtol=1e-4, atol=1e-5)
 
 
+def test_ease_rejects_a_ridge_that_is_not_positive():
+    from ray_longtail.errors import ConfigError
+
+    history = History.build(events([("u1", "A"), ("u2", "B")]), np.array(["A", "B"]), 2000)
+    with pytest.raises(ConfigError, match="ease_lambda"):
+        EASE(l2=0.0).fit(history)
+
+
 def test_spd_inverse_in_place_equals_numpy():
     from ray_longtail.baselines import spd_inverse
 
