@@ -19,8 +19,19 @@ What makes it useful as a long-tail benchmark:
 * Time runs over `days` days ending at a fixed epoch (2024-01-01 UTC), so the output depends on the seed only; users
   have their own active periods and sometimes buy the same item again.
 
+Profiles (`PROFILES`, `generate_shop(profile=...)`) name kinds of data; every knob is a general mechanism, so that
+a pipeline meeting its quality bar on both meets it on data, not on one generator's quirks:
+
+* "retail" (the default, unchanged output for a seed): purchases over one year, flat string columns as above.
+* "magazines": an Amazon-style ratings catalogue. 1-5 stars skewed high, 85% of users with exactly one rating and
+  a heavy tail of active raters, 17 years at day resolution with activity growing over time, 2,500 items and about
+  90,000 ratings by default. Items carry list-valued columns like Amazon metadata dumps: category as a hierarchy
+  ["Magazine Subscriptions", group, ..., genre], description as a list of paragraphs (a few hundred words, from
+  per-genre vocabularies), also_buy / also_view as lists of item ids (possibly empty); price is sometimes missing.
+  Users have genre and topic tastes as in retail, so the text predicts who rates an item.
+
 Everything is vectorised with numpy/pyarrow (loops only over a few modes and rejection rounds): 10^6 items with
-10^7 interactions take about 30 s and 3 GB peak RSS.
+10^7 interactions take about 30 s and 3 GB peak RSS (retail).
 """
 
 from __future__ import annotations
@@ -37,7 +48,8 @@ import pyarrow.compute as pc
 from ray_longtail.data import schema as S
 from ray_longtail.errors import UserError
 
-__all__ = ["END_TS", "EVENTS", "generate_shop", "write_shop"]
+__all__ = ["ALSO_BUY", "ALSO_VIEW", "END_TS", "EVENTS", "LIST_COLUMNS", "PROFILES", "MagazineCatalog", "Profile",
+           "generate_shop", "get_profile", "write_shop"]
 
 END_TS = 1704067200  # 2024-01-01 00:00:00 UTC: the end of the generated time span
 DAY = 86400
@@ -482,6 +494,308 @@ LEAVES = (
           "Baked fresh in small batches.")),
 )
 
+# ------------------------------------------------------------------------------------------------------------------
+# Magazines catalogue: vocabularies
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Genre:
+    """One leaf genre of the magazines catalogue: its category path (below MAGAZINE_ROOT) and the words its items are
+    made of. `topics` play the part of the retail materials: every title names one, and users prefer one."""
+
+    path: tuple[str, ...]
+    price: float  # typical yearly subscription price
+    nouns: tuple[str, ...]  # title words
+    topics: tuple[str, ...]
+    sentences: tuple[str, ...]  # genre sentences of the descriptions
+
+
+MAGAZINE_ROOT = "Magazine Subscriptions"
+EDITORIAL_STYLES = ("in-depth", "practical", "illustrated", "award-winning", "independent", "essential", "modern",
+                    "classic", "complete", "expert", "inspiring", "definitive")
+FREQUENCIES = ("weekly", "monthly", "bi-monthly", "quarterly", "ten times a year", "six times a year")
+FORMATS = ("Print", "Print + Digital", "Kindle Edition", "Digital Access", "1-year subscription",
+           "2-year subscription")
+PUBLISHER_SUFFIXES = (" Media", " Publishing", " Press", " Publications", " Media Group", " House", "")
+SUBSCRIPTION_FILLER = (
+    "Your subscription starts with the next available issue.",
+    "Please allow six to eight weeks for delivery of your first issue.",
+    "Savings are based on the newsstand cover price.",
+    "Each issue arrives in recyclable packaging.",
+    "Subscribers get free access to the digital edition and the online archive.",
+    "Give a subscription as a gift and we will send a card in your name.",
+    "You can cancel at any time and receive a refund for all unmailed issues.",
+    "The magazine is printed on paper from responsibly managed forests.",
+    "Back issues are available while stocks last.",
+    "Special double issues count as two issues toward your subscription.",
+    "Prices include shipping and handling within the country.",
+    "Auto-renewal keeps your subscription running without interruption, and you can switch it off at any time.",
+    "Our editors read every letter we receive and publish the best of them.",
+    "Join a community of passionate readers from all over the world.",
+    "Each issue runs to well over a hundred pages.",
+    "Digital issues can be read on tablets, phones and e-readers.",
+    "International delivery is available for an additional charge.",
+    "The editorial team includes award-winning writers and photographers.",
+    "Subscribers receive exclusive offers and early access to events.",
+    "Every issue is designed to be kept, collected and read again.",
+)
+GENRES = (
+    Genre(("Sports, Recreation & Outdoors", "Fishing & Hunting"), 18,
+          ("Angler", "Sportsman", "Outdoors", "Rod & Gun", "Field Journal", "Waters"),
+          ("fly fishing", "bass fishing", "saltwater fishing", "deer hunting", "waterfowl", "archery"),
+          ("Learn where the fish are biting and which lures and flies to tie on.",
+           "Our field editors test rods, reels, rifles and bows in every season.",
+           "Maps, tide tables and hatch charts help you plan the next trip.",
+           "Conservation reports follow the health of rivers, lakes and wild lands.",
+           "Stories from guides and trophy hunters bring the backcountry to your door.")),
+    Genre(("Sports, Recreation & Outdoors", "Cycling"), 30,
+          ("Cyclist", "Velo", "Ride", "Rouleur", "Bike Journal", "Peloton"),
+          ("road cycling", "mountain biking", "gravel riding", "bike touring", "bike maintenance", "race training"),
+          ("Every issue reviews the latest frames, wheels, components and clothing.",
+           "Training plans from professional coaches help you ride faster and further.",
+           "Route guides take you from alpine climbs to quiet country lanes.",
+           "Workshop pages show you how to service your bike at home.",
+           "Race coverage follows the grand tours, the classics and the mud of cyclocross.")),
+    Genre(("Sports, Recreation & Outdoors", "Golf"), 20,
+          ("Golfer", "Fairway", "Links", "Golf Digest", "Green", "Tee Time"),
+          ("putting", "swing technique", "golf equipment", "golf travel", "course design", "tour news"),
+          ("Top teaching professionals break down the swing step by step.",
+           "Our annual equipment guide tests hundreds of drivers, irons and putters.",
+           "Course rankings help you choose where to play next.",
+           "Tour coverage goes inside the majors with the players and caddies.",
+           "Short-game drills help you save strokes around the green.")),
+    Genre(("Sports, Recreation & Outdoors", "Boating & Sailing"), 28,
+          ("Sailor", "Yachting", "Boating", "Cruising World", "Harbour", "Helm"),
+          ("sailing", "powerboats", "cruising", "seamanship", "yacht racing", "boat maintenance"),
+          ("Boat tests cover everything from dinghies to blue-water cruisers.",
+           "Seamanship features keep you safe in heavy weather and busy harbours.",
+           "Cruising guides lead you to quiet anchorages and lively marinas.",
+           "Technical pages explain engines, rigging and electronics in plain language.",
+           "Race reports follow regattas and ocean races around the world.")),
+    Genre(("Sports, Recreation & Outdoors", "Running & Fitness"), 22,
+          ("Runner", "Stride", "Trail", "Marathon", "Pace", "Finish Line"),
+          ("marathon training", "trail running", "running shoes", "sports nutrition", "injury prevention",
+           "strength training"),
+          ("Training plans take you from your first five kilometres to the marathon.",
+           "Shoe reviews tested by real runners help you find the right pair.",
+           "Nutrition experts explain how to fuel long runs and recover well.",
+           "Physiotherapists share exercises that keep you running without injury.",
+           "Race calendars and course guides help you plan the season ahead.")),
+    Genre(("Hobbies & Crafts", "Needlework & Quilting"), 26,
+          ("Quilter", "Stitch", "Needle", "Patchwork", "Yarn", "Thread"),
+          ("quilting", "knitting", "crochet", "embroidery", "cross-stitch", "sewing patterns"),
+          ("Every issue includes full-size patterns and step-by-step instructions.",
+           "Designers share projects for beginners and experienced makers alike.",
+           "Colour and fabric guides help you choose the perfect combination.",
+           "Readers' galleries celebrate quilts, sweaters and samplers from the community.",
+           "Technique lessons cover everything from casting on to binding a quilt.")),
+    Genre(("Hobbies & Crafts", "Woodworking"), 27,
+          ("Woodworker", "Workshop", "Woodcraft", "Joinery", "Shop Notes", "Bench"),
+          ("furniture making", "wood turning", "hand tools", "joinery", "wood finishing", "workshop projects"),
+          ("Detailed plans and cutting lists accompany every project.",
+           "Tool tests compare table saws, routers, chisels and planes.",
+           "Master craftsmen share the joinery techniques of a lifetime.",
+           "Finishing guides explain oils, stains and lacquers.",
+           "Shop tips help you work safely and get more from a small space.")),
+    Genre(("Hobbies & Crafts", "Models & Collecting"), 32,
+          ("Modeler", "Railroader", "Collector", "Scale Models", "Hobby", "Layout"),
+          ("model railroading", "scale modeling", "coin collecting", "stamp collecting", "model aircraft",
+           "miniature painting"),
+          ("Layout tours and build reports show what is possible at every scale.",
+           "Reviews of new kits, locomotives and tools help you spend wisely.",
+           "Price guides and auction reports track the value of collections.",
+           "Painting and weathering lessons bring models to life.",
+           "Club news and show calendars connect you with other collectors.")),
+    Genre(("Home & Garden", "Gardening"), 24,
+          ("Gardener", "Garden", "Grower", "Bloom", "Allotment", "Horticulture"),
+          ("vegetable gardening", "roses", "garden design", "organic gardening", "houseplants", "lawn care"),
+          ("Seasonal checklists tell you what to sow, plant and prune each month.",
+           "Garden visits showcase inspiring borders, greenhouses and kitchen gardens.",
+           "Plant profiles help you choose varieties that thrive in your soil.",
+           "Experts answer readers' questions on pests, diseases and watering.",
+           "Design features show how to make the most of small spaces.")),
+    Genre(("Home & Garden", "Interior Design"), 30,
+          ("Home", "Interiors", "Living", "House Beautiful", "Dwell", "Nest"),
+          ("interior design", "home renovation", "architecture", "decorating", "kitchens", "small spaces"),
+          ("Every issue tours beautiful homes, from city apartments to country houses.",
+           "Designers reveal the colours, fabrics and furniture behind each room.",
+           "Renovation stories follow projects from the first sketch to the finished space.",
+           "Shopping pages round up the best new furniture, lighting and accessories.",
+           "Practical guides cover storage, lighting and layout.")),
+    Genre(("Cooking, Food & Wine", "Cooking"), 25,
+          ("Cook", "Kitchen", "Table", "Bon Appetit", "Recipes", "Food"),
+          ("baking", "vegetarian cooking", "quick dinners", "world cuisine", "grilling", "healthy eating"),
+          ("Every issue is packed with tested recipes and step-by-step photographs.",
+           "Chefs share the techniques behind their signature dishes.",
+           "Seasonal menus make the most of fresh produce.",
+           "Kitchen equipment reviews tell you which pans and gadgets are worth buying.",
+           "Food writers travel the world in search of new flavours.")),
+    Genre(("Cooking, Food & Wine", "Wine & Spirits"), 35,
+          ("Wine Spectator", "Cellar", "Vintage", "Decanter", "Spirits", "Cask"),
+          ("red wine", "whisky", "champagne", "wine regions", "craft beer", "cocktails"),
+          ("Tasting panels rate hundreds of wines and spirits in every issue.",
+           "Vintage charts help you decide what to drink now and what to cellar.",
+           "Travel features visit vineyards, distilleries and breweries.",
+           "Food pairing guides suggest the right bottle for every meal.",
+           "Interviews with winemakers and master blenders reveal their craft.")),
+    Genre(("Science, History & Nature", "Science"), 30,
+          ("Science", "Discover", "Cosmos", "Lab", "Frontiers", "Quantum"),
+          ("astronomy", "physics", "biology", "space exploration", "climate science", "neuroscience"),
+          ("Leading researchers explain new discoveries in clear language.",
+           "Stunning images take you from distant galaxies to living cells.",
+           "Features explore the questions at the frontiers of knowledge.",
+           "Each issue reports the latest results from laboratories and observatories.",
+           "Essays examine how science shapes society and everyday life.")),
+    Genre(("Science, History & Nature", "History"), 28,
+          ("History", "Chronicle", "Heritage", "Archive", "Past", "Antiquity"),
+          ("military history", "ancient history", "world war two", "archaeology", "medieval history",
+           "american history"),
+          ("Historians bring the past to life with vivid storytelling.",
+           "Rare photographs, maps and documents illustrate every article.",
+           "Features revisit battles, empires and the people who shaped them.",
+           "Archaeology reports describe the latest excavations and finds.",
+           "Book reviews help you find the best new history titles.")),
+    Genre(("Science, History & Nature", "Nature & Wildlife"), 26,
+          ("Wildlife", "Nature", "Wild", "Birder", "Earth", "Habitat"),
+          ("birdwatching", "wildlife photography", "conservation", "national parks", "marine life", "insects"),
+          ("Naturalists share where and when to see wildlife at its best.",
+           "Award-winning photography captures animals in their habitats.",
+           "Conservation stories follow the fight to protect threatened species.",
+           "Identification guides help you recognise birds, plants and insects.",
+           "Travel features explore wild places from the Arctic to the tropics.")),
+    Genre(("News, Politics & Opinion", "World News"), 60,
+          ("Week", "Times", "Report", "Monitor", "Observer", "Review"),
+          ("world affairs", "politics", "foreign policy", "elections", "economics", "current events"),
+          ("Correspondents around the world report on the stories that matter.",
+           "Analysis and opinion help you make sense of the week's news.",
+           "Long reads investigate politics, power and public life.",
+           "Interviews with leaders and thinkers go beyond the headlines.",
+           "A weekly digest keeps you informed in a few minutes.")),
+    Genre(("Business & Investing", "Business & Finance"), 45,
+          ("Business", "Money", "Investor", "Fortune", "Markets", "Enterprise"),
+          ("personal finance", "investing", "entrepreneurship", "stock markets", "real estate", "leadership"),
+          ("Market analysis helps you make smarter investment decisions.",
+           "Profiles of founders and executives reveal how great companies are built.",
+           "Personal finance pages cover saving, pensions, taxes and property.",
+           "Rankings of companies, funds and business schools appear every year.",
+           "Columnists debate the economic trends shaping the years ahead.")),
+    Genre(("Computers & Technology", "Technology"), 25,
+          ("Wired", "Tech", "Computing", "Byte", "Digital", "Code"),
+          ("gadgets", "programming", "artificial intelligence", "cybersecurity", "linux", "smartphones"),
+          ("Reviews test the latest laptops, phones and gadgets.",
+           "Tutorials walk you through software projects step by step.",
+           "Features explain how new technology changes work and play.",
+           "Security columns help you protect your devices and data.",
+           "Buying guides compare the best hardware at every budget.")),
+    Genre(("Computers & Technology", "Video Games"), 22,
+          ("Gamer", "Play", "Console", "Level Up", "Pixel", "Arcade"),
+          ("video games", "console gaming", "pc gaming", "retro games", "strategy games", "esports"),
+          ("Reviews and previews cover the biggest releases on every platform.",
+           "Walkthroughs and tips help you beat the toughest levels.",
+           "Developer interviews go behind the scenes of new games.",
+           "Hardware guides help you build the perfect gaming setup.",
+           "Retro features celebrate the classics of gaming history.")),
+    Genre(("Arts, Music & Photography", "Photography"), 30,
+          ("Photographer", "Lens", "Exposure", "Shutter", "Frame", "Camera"),
+          ("landscape photography", "portrait photography", "digital cameras", "photo editing",
+           "street photography", "film photography"),
+          ("Portfolios from leading photographers inspire every issue.",
+           "Camera and lens tests help you choose the right kit.",
+           "Technique lessons cover light, composition and exposure.",
+           "Editing tutorials show how to get the most from your images.",
+           "Reader competitions offer prizes and publication.")),
+    Genre(("Arts, Music & Photography", "Music"), 24,
+          ("Rolling Stone", "Guitar", "Sound", "Rhythm", "Record", "Stage"),
+          ("guitar", "jazz", "classical music", "rock music", "music production", "vinyl records"),
+          ("Interviews with musicians reveal the stories behind the songs.",
+           "Album and concert reviews help you discover new music.",
+           "Lessons and tablature help you improve your playing.",
+           "Gear reviews test guitars, amplifiers and recording equipment.",
+           "Features explore the history of genres and legendary recordings.")),
+    Genre(("Arts, Music & Photography", "Art & Design"), 40,
+          ("Art", "Artist", "Canvas", "Gallery", "Design", "Studio"),
+          ("painting", "drawing", "contemporary art", "graphic design", "sculpture", "art history"),
+          ("Artists share their techniques in step-by-step demonstrations.",
+           "Exhibition reviews cover the major shows and the best small galleries.",
+           "Features trace movements and masters across art history.",
+           "Materials guides compare paints, papers and brushes.",
+           "Studio visits show how working artists live and create.")),
+    Genre(("Travel, City & Regional", "Travel"), 22,
+          ("Traveler", "Journeys", "Explorer", "Passport", "Voyager", "Atlas"),
+          ("adventure travel", "city breaks", "luxury travel", "road trips", "cruises", "travel photography"),
+          ("Destination guides cover where to stay, eat and explore.",
+           "Writers and photographers bring back stories from every continent.",
+           "Insider tips help you travel better on any budget.",
+           "Hotel and airline reviews help you plan with confidence.",
+           "Itineraries range from weekend escapes to journeys of a lifetime.")),
+    Genre(("Parenting & Families", "Parenting"), 15,
+          ("Parents", "Family", "Kids", "Home Life", "Little Ones", "Family Fun"),
+          ("pregnancy", "toddlers", "child development", "family activities", "education", "family health"),
+          ("Experts answer parents' questions from pregnancy to the teenage years.",
+           "Activities and crafts keep the whole family busy at weekends.",
+           "Health pages cover sleep, nutrition and common childhood illnesses.",
+           "Real families share how they balance work, school and home.",
+           "Product tests help you choose prams, car seats and toys.")),
+    Genre(("Health, Fitness & Wellness", "Health & Wellness"), 20,
+          ("Health", "Wellness", "Vitality", "Balance", "Prevention", "Wellbeing"),
+          ("yoga", "nutrition", "weight loss", "mental health", "healthy ageing", "meditation"),
+          ("Doctors and dietitians explain the latest health research.",
+           "Workouts for every level come with clear photographs.",
+           "Healthy recipes make good food simple and delicious.",
+           "Features on sleep, stress and mindfulness support your wellbeing.",
+           "Readers share how they changed their habits for good.")),
+    Genre(("Automotive", "Cars & Motorcycles"), 24,
+          ("Motor", "Car", "Driver", "Road & Track", "Garage", "Rider"),
+          ("sports cars", "classic cars", "motorcycles", "electric cars", "car reviews", "motorsport"),
+          ("Road tests put new cars and motorcycles through their paces.",
+           "Buying guides help you find the right used car.",
+           "Classic features celebrate legendary machines and their makers.",
+           "Technical pages explain engines, suspension and restoration.",
+           "Motorsport coverage follows racing series around the world.")),
+    Genre(("Literary, Sci-Fi & Mystery", "Literary Magazines"), 30,
+          ("Review", "Quarterly", "Letters", "Fiction", "Stories", "Pages"),
+          ("short fiction", "poetry", "science fiction", "mystery fiction", "literary criticism", "fantasy"),
+          ("Each issue publishes new stories and poems by established and emerging writers.",
+           "Essays and criticism explore books old and new.",
+           "Interviews with authors reveal how great books are written.",
+           "Book reviews help you choose what to read next.",
+           "Writing competitions offer new voices a place in print.")),
+    Genre(("Professional & Educational Journals", "Professional & Trade", "Construction & Engineering"), 55,
+          ("Builder", "Engineering", "Construction", "Contractor", "Structure", "Site"),
+          ("civil engineering", "building materials", "project management", "architecture practice",
+           "construction safety", "building codes"),
+          ("Case studies follow major projects from tender to completion.",
+           "Technical articles cover materials, methods and standards.",
+           "Safety features explain regulations and best practice on site.",
+           "Market reports track costs, contracts and employment.",
+           "Product news keeps professionals up to date with new equipment.")),
+    Genre(("Professional & Educational Journals", "Professional & Trade", "Medicine & Nursing"), 65,
+          ("Medicine", "Clinical", "Nursing", "Practitioner", "Journal", "Care"),
+          ("nursing", "clinical practice", "pharmacology", "public health", "primary care", "medical research"),
+          ("Peer-reviewed articles present new clinical evidence.",
+           "Case reports help practitioners recognise unusual conditions.",
+           "Continuing education modules count toward professional development.",
+           "Reviews summarise the latest guidelines and treatments.",
+           "News pages cover policy, funding and careers in healthcare.")),
+    Genre(("Children & Teens", "Kids' Magazines"), 20,
+          ("Kids", "Junior", "Explorer", "Young Readers", "Adventure", "Discovery"),
+          ("science for kids", "puzzles", "animals", "comics", "reading", "crafts for kids"),
+          ("Puzzles, games and jokes keep young readers entertained.",
+           "Stories and comics encourage a love of reading.",
+           "Science experiments can be done at home with everyday materials.",
+           "Animal features bring wildlife from around the world to the page.",
+           "Every issue is written for curious minds aged six to twelve.")),
+    Genre(("Pets & Animals", "Dogs, Cats & Horses"), 20,
+          ("Dog", "Cat", "Horse", "Pet", "Companion", "Paws"),
+          ("dog training", "cat care", "horse riding", "pet health", "dog breeds", "equestrian"),
+          ("Vets answer readers' questions on health and behaviour.",
+           "Training guides help you build a happy relationship with your animal.",
+           "Breed profiles help you choose the right companion.",
+           "Product reviews test food, toys and equipment.",
+           "Heart-warming stories celebrate the animals in our lives.")),
+)
+
 # Generation knobs (shares are of rows / items; tuned so that the contract tests and the long-tail shape hold at any
 # size from a few hundred items to millions).
 ZIPF_EXPONENT = 1.0  # item popularity ~ 1 / (rank + ZIPF_OFFSET) ** ZIPF_EXPONENT
@@ -501,6 +815,70 @@ MAX_REJECTION_ROUNDS = 8
 _GOODS_TITLES, _CARE_TITLES = 5, 3  # title templates (see _titles); style word only in templates 0, 2, 4, 5, 6
 _TITLE_HAS_STYLE = np.array([True, False, True, False, True, True, True, False])
 _TITLE_P = np.array([0.25, 0.2, 0.15, 0.2, 0.2, 0.4, 0.35, 0.25])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Profiles: named parameter sets (the defaults are the retail shop; magazines is an Amazon-style ratings catalogue)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MagazineCatalog:
+    """Knobs of the magazines catalogue, whose items carry list-valued columns like Amazon metadata dumps.
+
+    Descriptions are lists of paragraphs: 1 + Poisson(`extra_paragraphs`) paragraphs (at most `max_paragraphs`) of
+    `sentences` (inclusive range) sentences each, so that lengths vary a lot around a few hundred words; a few are
+    empty lists, as in scraped metadata.
+    """
+
+    extra_paragraphs: float = 3.0
+    max_paragraphs: int = 9
+    sentences: tuple[int, int] = (3, 6)
+    empty_description_share: float = 0.03
+    price_missing_share: float = 0.35  # scraped prices are often missing
+    also_buy_max: int = 12  # most co-interacted items kept per item
+    also_buy_window: int = 5  # a row is paired with the user's next this many rows (bounds the cost for heavy users)
+    also_view_mean: float = 6.0  # draws of similar items per item (before dropping duplicates and the item itself)
+    also_view_empty_share: float = 0.3
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The parameters of one kind of shop; `generate_shop` arguments left as None take these defaults.
+
+    The defaults are the retail shop exactly (same draws, same output for a seed). Every knob is a general mechanism
+    (activity shape, time trend, rating scale), so a profile describes a kind of data, not one data set.
+    """
+
+    name: str = "retail"
+    event: str = "purchase"
+    n_items: int = 5000
+    interactions_per_item: float = 10.0
+    rows_per_user: float = 8.0  # default users = rows / this
+    days: int = 365
+    # users: None lets single-interaction users emerge from the Poisson draws; a share pins it (the rest get >= 2)
+    single_share: float | None = None
+    activity_sigma: float = 1.8  # log-normal spread of user activity: larger means heavier heavy users
+    growth: float = 0.0  # activity grows by e**growth over the span (user centres have density ~ exp(growth * t))
+    # items
+    catalog_share: float = CATALOG_SHARE
+    late_share: float = LATE_SHARE
+    late_window: float = LATE_WINDOW
+    # ratings: round(base + leaf match + attribute match + quality + noise), a share of disappointed raters -4
+    rating_base: float = 3.0
+    rating_noise: float = 0.9
+    dislike_share: float = 0.0
+    time_step: int = 1  # timestamps (and first_seen_ts) are multiples of this many seconds
+    catalog: MagazineCatalog | None = None  # None: the retail catalogue (flat string columns)
+
+
+PROFILES = {
+    "retail": Profile(),
+    "magazines": Profile(
+        name="magazines", event=RATING, n_items=2500, interactions_per_item=36.0, rows_per_user=1.25,
+        days=17 * 365, single_share=0.85, activity_sigma=1.8, growth=3.0, catalog_share=0.3, rating_base=3.7,
+        rating_noise=1.0, dislike_share=0.08, time_step=DAY, catalog=MagazineCatalog()),
+}
 
 
 @dataclass(frozen=True)
@@ -646,9 +1024,10 @@ def _ids(prefix: str, n: int) -> pa.Array:
     return _join(prefix, digits)
 
 
-def _brands(rng: np.random.Generator, n_items: int, n_departments: int) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+def _brands(rng: np.random.Generator, n_items: int, n_departments: int, suffixes: tuple[str, ...] = BRAND_SUFFIXES
+            ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Brand names (B,), department of each brand (B,), price multiplier of each brand (B,)."""
-    combos = [h + t + s for s in BRAND_SUFFIXES for h in BRAND_HEADS for t in BRAND_TAILS]
+    combos = [h + t + s for s in suffixes for h in BRAND_HEADS for t in BRAND_TAILS]
     n_brands = int(np.clip(n_items // 40, 3 * n_departments, len(combos) // 2))
     p = np.where(np.arange(len(combos)) < len(BRAND_HEADS) * len(BRAND_TAILS), 4.0, 1.0)
     names = np.asarray(combos, dtype=object)[rng.choice(len(combos), size=n_brands, replace=False, p=p / p.sum())]
@@ -667,10 +1046,33 @@ class _Catalog:
     first_seen: np.ndarray
     weight: np.ndarray  # popularity weight, 0 for cold items
     quality: np.ndarray  # rating offset
-    frame: pd.DataFrame
+    table: pa.Table  # the items table of the output
 
 
-def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int) -> _Catalog:
+def _first_seen(rng: np.random.Generator, n: int, t_start: int, t_end: int, profile: Profile) -> np.ndarray:
+    """(n,) first_seen_ts: catalog items before the span, others spread over it, a late batch near its end (the
+    items that are cold for a model trained before them)."""
+    span = t_end - t_start
+    catalog, late = profile.catalog_share, profile.late_share
+    kind = rng.choice(3, size=n, p=[catalog, 1.0 - catalog - late, late])
+    late_start = t_end - max(int(span * profile.late_window), DAY)
+    lo = np.select([kind == 0, kind == 1], [t_start - 2 * 365 * DAY, t_start], late_start)
+    hi = np.select([kind == 0, kind == 1], [t_start, late_start], t_end - 3600)
+    first_seen = (lo + rng.random(n) * (hi - lo)).astype(np.int64)
+    return first_seen - first_seen % profile.time_step if profile.time_step > 1 else first_seen
+
+
+def _popularity(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) Zipf-like popularity weights over a random ranking; COLD_SHARE of the items (never among the top 30%)
+    get 0, so they are never interacted with."""
+    rank = rng.permutation(n)
+    weight = (rank + ZIPF_OFFSET) ** -ZIPF_EXPONENT
+    tail = np.flatnonzero(rank >= int(0.3 * n))
+    weight[rng.choice(tail, size=min(len(tail), int(round(COLD_SHARE * n))), replace=False)] = 0.0
+    return weight
+
+
+def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> _Catalog:
     T = _tables()
     n, n_leaves, n_materials = n_items, len(LEAVES), len(T.materials)
     leaf_share = rng.dirichlet(np.full(n_leaves, 2.5))
@@ -690,18 +1092,8 @@ def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int
     price = T.base_price[leaf] * brand_price[brand] * np.exp(rng.normal(0.0, 0.45, n))
     price = np.maximum(np.round(price), 1.0) - 0.01
 
-    # first_seen: catalog items before the span, others spread over it, a late batch near its end
-    span = t_end - t_start
-    kind = rng.choice(3, size=n, p=[CATALOG_SHARE, 1.0 - CATALOG_SHARE - LATE_SHARE, LATE_SHARE])
-    late_start = t_end - max(int(span * LATE_WINDOW), DAY)
-    lo = np.select([kind == 0, kind == 1], [t_start - 2 * 365 * DAY, t_start], late_start)
-    hi = np.select([kind == 0, kind == 1], [t_start, late_start], t_end - 3600)
-    first_seen = (lo + rng.random(n) * (hi - lo)).astype(np.int64)
-
-    rank = rng.permutation(n)
-    weight = (rank + ZIPF_OFFSET) ** -ZIPF_EXPONENT
-    tail = np.flatnonzero(rank >= int(0.3 * n))
-    weight[rng.choice(tail, size=min(len(tail), int(round(COLD_SHARE * n))), replace=False)] = 0.0
+    first_seen = _first_seen(rng, n, t_start, t_end, profile)
+    weight = _popularity(rng, n)
 
     template = np.where(consumable, _GOODS_TITLES + rng.choice(_CARE_TITLES, size=n, p=_TITLE_P[_GOODS_TITLES:]),
                         rng.choice(_GOODS_TITLES, size=n, p=_TITLE_P[:_GOODS_TITLES]))
@@ -722,7 +1114,7 @@ def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int
     title = _by_template(template, _GOODS_TITLES + _CARE_TITLES, lambda k, r: _fill(_TITLES[k], words, r))
     description = _descriptions(rng, n, leaf, consumable, words)
 
-    frame = pa.table({
+    table = pa.table({
         S.ITEM_ID: _ids("SKU", n),
         S.TITLE: title,
         S.DESCRIPTION: description,
@@ -730,10 +1122,10 @@ def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int
         S.BRAND: pc.take(brand_names, brand),
         S.PRICE: pa.array(price, type=pa.float64()),
         S.FIRST_SEEN: pa.array(first_seen, type=pa.int64()),
-    }).to_pandas()
+    })
     style_attr = np.where(_TITLE_HAS_STYLE[template], n_materials + style, -1)
     return _Catalog(leaf=leaf, material=material, style=style_attr, consumable=consumable, first_seen=first_seen,
-                    weight=weight, quality=rng.normal(0.0, 0.5, n), frame=frame)
+                    weight=weight, quality=rng.normal(0.0, 0.5, n), table=table)
 
 
 # Templates: "{name}" is a word from `words` in _make_items; everything else is literal.
@@ -805,6 +1197,255 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
     return pc.utf8_rtrim_whitespace(text)
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# Magazines catalogue: items with list-valued category, description, also_buy and also_view
+# ------------------------------------------------------------------------------------------------------------------
+
+ALSO_BUY, ALSO_VIEW = "also_buy", "also_view"
+LIST_COLUMNS = (S.CATEGORY, S.DESCRIPTION, ALSO_BUY, ALSO_VIEW)  # list<string> in the magazines catalogue
+CSV_SEPARATORS = {S.CATEGORY: " > "}  # how CSV output joins a list cell; other list columns: a space
+
+_MAG_TITLES = (
+    "{Topic} {Noun}",
+    "{Style} {Topic}",
+    "The {Topic} {Noun}",
+    "{Noun}: {Topic} ({Format})",
+    "{Style} {Noun} - {Topic}",
+    "{publisher} {Topic} {Noun}",
+)
+_MAG_TITLE_HAS_STYLE = np.array([False, True, False, False, True, False])
+_MAG_TITLE_P = np.array([0.25, 0.15, 0.2, 0.15, 0.1, 0.15])
+_MAG_INTROS = (
+    "{title} is the {style} magazine for everyone who loves {topic}.",
+    "Published {frequency} by {publisher}, {title} brings you the best of {topic} and {topic2}.",
+    "For more than {years} years {title} has been the trusted read for {topic} enthusiasts.",
+    "Every issue of {title} is packed with {style} coverage of {topic}, from {topic2} to {topic3}.",
+)
+_MAG_SENTENCES = (
+    "Inside each issue you will find features on {topic}, {topic2} and {topic3}.",
+    "Our writers cover {topic} with the depth and care it deserves.",
+    "Regular columns on {topic2} and {topic} keep you up to date all year round.",
+    "Readers who follow {topic} rely on our {style} reporting and honest reviews.",
+    "Expert contributors share their best advice on {topic2}, from first steps to advanced technique.",
+    "A special section every season is devoted to {topic}.",
+    "Long-form stories, interviews and {style} guides to {topic} fill every page.",
+    "You will also find news, letters and reader photos about {topic2}.",
+    "{publisher} publishes {title} {frequency} for readers who care about {topic}.",
+    "Subscribe to {title} and never miss an issue about {topic}.",
+)
+_MAG_KIND_P = (0.3, 0.3, 0.4)  # later sentences: topic template, genre sentence, subscription filler
+
+
+@dataclass(frozen=True)
+class _MagazineTables:
+    """Magazine vocabularies as pyarrow arrays and per-genre choice tables. Field names match `_Tables` where
+    `_make_users` reads them: `materials` are the topic words, `styles` the editorial styles."""
+
+    paths: pa.Array  # (L,) list<string>: MAGAZINE_ROOT, group, ..., genre
+    groups: np.ndarray  # (L,) id of the genre's group (second path level); publishers specialise in one
+    n_groups: int
+    base_price: np.ndarray  # (L,)
+    nouns_title: pa.Array
+    materials: pa.Array
+    materials_title: pa.Array
+    styles: pa.Array
+    styles_title: pa.Array
+    formats: pa.Array
+    frequencies: pa.Array
+    sentences: pa.Array
+    filler: pa.Array
+    leaf_nouns: tuple[np.ndarray, np.ndarray]  # (L, K) global ids, (L,) counts
+    leaf_materials: tuple[np.ndarray, np.ndarray]
+    leaf_styles: tuple[np.ndarray, np.ndarray]  # every genre: all editorial styles
+    leaf_sentences: tuple[np.ndarray, np.ndarray]
+
+
+@lru_cache(maxsize=1)
+def _magazine_tables() -> _MagazineTables:
+    topics = {t: i for i, t in enumerate(dict.fromkeys(t for g in GENRES for t in g.topics))}
+    groups = {name: i for i, name in enumerate(dict.fromkeys(g.path[0] for g in GENRES))}
+
+    def flat_ids(field: str) -> list[list[int]]:
+        out, start = [], 0
+        for genre in GENRES:
+            size = len(getattr(genre, field))
+            out.append(list(range(start, start + size)))
+            start += size
+        return out
+
+    def strings(words) -> pa.Array:
+        return pa.array(list(words), type=pa.string())
+
+    return _MagazineTables(
+        paths=pa.array([[MAGAZINE_ROOT, *g.path] for g in GENRES], type=pa.list_(pa.string())),
+        groups=np.array([groups[g.path[0]] for g in GENRES]),
+        n_groups=len(groups),
+        base_price=np.array([g.price for g in GENRES], dtype=np.float64),
+        nouns_title=strings(n for g in GENRES for n in g.nouns),
+        materials=strings(topics),
+        materials_title=pc.utf8_title(strings(topics)),
+        styles=strings(EDITORIAL_STYLES),
+        styles_title=pc.utf8_title(strings(EDITORIAL_STYLES)),
+        formats=strings(FORMATS),
+        frequencies=strings(FREQUENCIES),
+        sentences=strings(x for g in GENRES for x in g.sentences),
+        filler=strings(SUBSCRIPTION_FILLER),
+        leaf_nouns=_padded(flat_ids("nouns")),
+        leaf_materials=_padded([[topics[t] for t in g.topics] for g in GENRES]),
+        leaf_styles=_padded([list(range(len(EDITORIAL_STYLES)))] * len(GENRES)),
+        leaf_sentences=_padded(flat_ids("sentences")),
+    )
+
+
+def _make_magazines(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> _Catalog:
+    """The magazines catalogue: like `_make_items`, with topic words in the part of materials, publishers in the
+    part of brands, list-valued category and description, and prices that are sometimes missing."""
+    T, params = _magazine_tables(), profile.catalog
+    n, n_leaves = n_items, len(GENRES)
+    leaf = rng.choice(n_leaves, size=n, p=rng.dirichlet(np.full(n_leaves, 2.5)))
+    noun = _pick(T.leaf_nouns, leaf, rng.random(n))
+    topic_ids, topic_counts = T.leaf_materials
+    slot = (rng.random(n) * topic_counts[leaf]).astype(np.int64)  # the item's topic: its slot in the genre's list
+    topic = topic_ids[leaf, slot]
+    style = rng.integers(len(EDITORIAL_STYLES), size=n)
+    fmt, frequency = rng.integers(len(FORMATS), size=n), rng.integers(len(FREQUENCIES), size=n)
+    names, group, brand_price = _brands(rng, n, T.n_groups, PUBLISHER_SUFFIXES)
+    brand_weight = 1.0 / (rng.permutation(len(group)) + 1.0) ** 0.8
+    publisher = _GroupSampler(group, brand_weight, T.n_groups).sample(T.groups[leaf], rng.random(n))
+    price = T.base_price[leaf] * brand_price[publisher] * np.exp(rng.normal(0.0, 0.45, n))
+    price = np.where(rng.random(n) < params.price_missing_share, np.nan, np.maximum(np.round(price), 1.0) - 0.01)
+    first_seen = _first_seen(rng, n, t_start, t_end, profile)
+    weight = _popularity(rng, n)
+    template = rng.choice(len(_MAG_TITLES), size=n, p=_MAG_TITLE_P)
+    words = {
+        "Noun": lambda r: pc.take(T.nouns_title, noun[r]),
+        "Topic": lambda r: pc.take(T.materials_title, topic[r]),
+        "topic": lambda r: pc.take(T.materials, topic[r]),
+        "Style": lambda r: pc.take(T.styles_title, style[r]),
+        "style": lambda r: pc.take(T.styles, style[r]),
+        "Format": lambda r: pc.take(T.formats, fmt[r]),
+        "frequency": lambda r: pc.take(T.frequencies, frequency[r]),
+        "publisher": lambda r: pc.take(names, publisher[r]),
+    }
+    title = _by_template(template, len(_MAG_TITLES), lambda k, r: _fill(_MAG_TITLES[k], words, r))
+    words["title"] = lambda r: pc.take(title, r)
+    years = pc.cast(pa.array(rng.integers(3, 90, size=n)), pa.string())
+    words["years"] = lambda r: pc.take(years, r)
+    table = pa.table({
+        S.ITEM_ID: _ids("MAG", n),
+        S.TITLE: title,
+        S.DESCRIPTION: _magazine_descriptions(rng, leaf, slot, words, params),
+        S.CATEGORY: pc.take(T.paths, leaf),
+        S.BRAND: pc.take(names, publisher),
+        S.PRICE: pa.array(price, type=pa.float64()),
+        S.FIRST_SEEN: pa.array(first_seen, type=pa.int64()),
+    })
+    style_attr = np.where(_MAG_TITLE_HAS_STYLE[template], len(T.materials) + style, -1)
+    return _Catalog(leaf=leaf, material=topic, style=style_attr, consumable=np.zeros(n, dtype=bool),
+                    first_seen=first_seen, weight=weight, quality=rng.normal(0.0, 0.5, n), table=table)
+
+
+def _magazine_descriptions(rng: np.random.Generator, leaf: np.ndarray, slot: np.ndarray, words: dict,
+                           params: MagazineCatalog) -> pa.Array:
+    """(n,) list<string> of paragraphs. The first sentence introduces the title and its topic; later ones are topic
+    templates (the item's topic and two other topics of its genre), genre sentences and subscription boilerplate,
+    cycled so that a description rarely repeats a sentence. leaf, slot: (n,) genre and topic slot of each item;
+    words: item-level word functions of `_make_magazines`."""
+    T, n = _magazine_tables(), len(leaf)
+    n_par = np.minimum(1 + rng.poisson(params.extra_paragraphs, n), params.max_paragraphs)
+    n_par[rng.random(n) < params.empty_description_share] = 0
+    par_item = np.repeat(np.arange(n), n_par)
+    par_len = rng.integers(params.sentences[0], params.sentences[1] + 1, size=len(par_item))
+    item = np.repeat(par_item, par_len)  # item of each sentence, sentences in item order
+    m, n_intro, n_templates = len(item), len(_MAG_INTROS), len(_MAG_INTROS) + len(_MAG_SENTENCES)
+    first = _rank_within(item) == 0
+    kind = np.where(first, -1, rng.choice(3, size=m, p=_MAG_KIND_P))
+    # every kind is cycled from a random start per item, so a description rarely repeats a sentence
+    start = rng.integers(1 << 30, size=n)[item]
+    rank = np.zeros(m, dtype=np.int64)
+    for k in range(3):
+        rows = np.flatnonzero(kind == k)
+        rank[rows] = _rank_within(item[rows])
+    sentence_ids, sentence_counts = T.leaf_sentences
+    genre_sentence = sentence_ids[leaf[item], (start + rank) % sentence_counts[leaf[item]]]
+    filler = (start + rank) % len(SUBSCRIPTION_FILLER)
+    template = np.select([first, kind == 0, kind == 1], [start % n_intro, n_intro + (start + rank) % len(
+        _MAG_SENTENCES), n_templates], n_templates + 1)
+    topic_ids, topic_counts = T.leaf_materials
+    count = np.maximum(topic_counts[leaf[item]], 3)  # offsets of two other topics, distinct from the item's
+    second = 1 + (rng.random(m) * (count - 1)).astype(np.int64)
+    third = 1 + (second + (rng.random(m) * (count - 2)).astype(np.int64)) % (count - 1)
+    own = slot[item]
+    other = [topic_ids[leaf[item], (own + offset) % topic_counts[leaf[item]]] for offset in (second, third)]
+    row_words = {name: (lambda r, f=f: f(item[r])) for name, f in words.items()}
+    row_words["topic2"] = lambda r: pc.take(T.materials, other[0][r])
+    row_words["topic3"] = lambda r: pc.take(T.materials, other[1][r])
+    templates = _MAG_INTROS + _MAG_SENTENCES
+
+    def build(k: int, rows: np.ndarray) -> pa.Array:
+        if k < n_templates:
+            return _fill(templates[k], row_words, rows)
+        return pc.take(T.sentences, genre_sentence[rows]) if k == n_templates else pc.take(T.filler, filler[rows])
+
+    sentences = _by_template(template, n_templates + 2, build) if m else pa.array([], type=pa.string())
+    paragraphs = pc.binary_join(_lists(np.repeat(np.arange(len(par_item)), par_len), sentences, len(par_item)), " ")
+    return _lists(par_item, paragraphs, n)
+
+
+def _lists(owner: np.ndarray, values: pa.Array, n: int) -> pa.Array:
+    """(n,) list array whose list i holds the values of the rows with owner i. owner: (m,) sorted; values: (m,)."""
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _rank_within(group: np.ndarray) -> np.ndarray:
+    """(n,) position of each element within its run of equal values. group: (n,) sorted."""
+    if not len(group):
+        return np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(group)) + 1])
+    return np.arange(len(group)) - np.repeat(starts, np.diff(np.append(starts, len(group))))
+
+
+def _related(rng: np.random.Generator, catalog: _Catalog, user: np.ndarray, item: np.ndarray, ts: np.ndarray,
+             params: MagazineCatalog) -> tuple[pa.Array, pa.Array]:
+    """(also_buy, also_view), each (n_items,) list<string> of item ids, like the lists of Amazon metadata.
+
+    also_buy: the items most often interacted with by the same user within `also_buy_window` rows (empty for items
+    whose users came once); computed from the whole log, as the scraped lists are, so they know the future.
+    also_view: items of the same genre (half of the draws: also of the same topic), popularity-weighted; cold items
+    get a floor weight, since they are viewed without being bought. user, item, ts: (m,) the interaction rows.
+    """
+    n = len(catalog.leaf)
+    ids = catalog.table[S.ITEM_ID].combine_chunks()
+    order = np.lexsort((ts, user))
+    u, it = user[order], item[order]
+    a_parts, b_parts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for k in range(1, params.also_buy_window + 1):  # both directions of each pair (row, the user's k-th next row)
+        same = u[k:] == u[:-k]
+        a_parts += [it[:-k][same], it[k:][same]]
+        b_parts += [it[k:][same], it[:-k][same]]
+    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    key, count = np.unique((a * n + b)[a != b], return_counts=True)
+    a, b = key // n, key % n
+    order = np.lexsort((rng.random(len(a)), -count, a))  # per item: most co-interacted first, ties at random
+    a, b = a[order], b[order]
+    keep = _rank_within(a) < params.also_buy_max
+    also_buy = _lists(a[keep], pc.take(ids, pa.array(b[keep])), n)
+
+    k = np.where(rng.random(n) < params.also_view_empty_share, 0, 1 + rng.poisson(params.also_view_mean - 1, n))
+    owner = np.repeat(np.arange(n), k)
+    weight = catalog.weight + 0.1 * catalog.weight.mean() + 1e-12
+    n_topics = len(_magazine_tables().materials)
+    by_topic = _GroupSampler(catalog.leaf * n_topics + catalog.material, weight, len(GENRES) * n_topics)
+    by_genre = _GroupSampler(catalog.leaf, weight, len(GENRES))
+    draw = np.where(rng.random(len(owner)) < 0.5,
+                    by_topic.sample((catalog.leaf * n_topics + catalog.material)[owner], rng.random(len(owner))),
+                    by_genre.sample(catalog.leaf[owner], rng.random(len(owner))))
+    keep = _first_occurrence(owner * n + draw)
+    keep = keep[draw[keep] != owner[keep]]
+    return also_buy, _lists(owner[keep], pc.take(ids, pa.array(draw[keep])), n)
+
+
 @dataclass
 class _Users:
     """Per-user arrays, all (n_users,) unless noted."""
@@ -817,23 +1458,43 @@ class _Users:
     end: np.ndarray
 
 
-def _make_users(rng: np.random.Generator, n_users: int, n_rows: int, leaf_weight: np.ndarray, t_start: int,
-                t_end: int) -> _Users:
-    T = _tables()
-    # heavy-tailed activity: everyone has one row, the rest is spread by log-normal weights (capped)
-    activity = rng.lognormal(0.0, 1.8, n_users)
-    extra = rng.poisson(max(n_rows - n_users, 0) * activity / activity.sum())
+def _activity(rng: np.random.Generator, n_users: int, n_rows: int, profile: Profile) -> np.ndarray:
+    """(n_users,) rows per user, >= 1, summing to about n_rows: heavy-tailed, since most shoppers and raters come
+    once and a few come back all the time. With `profile.single_share` that share of users has exactly one row and
+    the others at least two; otherwise the single-row share is whatever the Poisson draws give."""
     cap = max(20 * n_rows // n_users, min(1000, max(n_rows // 40, 50)))
-    count = 1 + np.minimum(extra, cap - 1)
+    if profile.single_share is None:
+        # everyone has one row, the rest is spread by log-normal weights (capped)
+        activity = rng.lognormal(0.0, profile.activity_sigma, n_users)
+        extra = rng.poisson(max(n_rows - n_users, 0) * activity / activity.sum())
+        return 1 + np.minimum(extra, cap - 1)
+    active = rng.random(n_users) >= profile.single_share
+    activity = rng.lognormal(0.0, profile.activity_sigma, n_users) * active
+    budget = max(n_rows - n_users - int(active.sum()), 0)
+    extra = rng.poisson(budget * activity / max(activity.sum(), 1e-12))
+    return 1 + active + np.minimum(extra, max(cap - 2, 0))
+
+
+def _grown(u: np.ndarray, growth: float) -> np.ndarray:
+    """Uniform draws u in [0, 1) mapped to a density ~ exp(growth * x) on [0, 1): later times are likelier when
+    growth > 0, as on platforms whose audience grows over the years. growth = 0 is the identity."""
+    return np.log1p(u * np.expm1(growth)) / growth if growth else u
+
+
+def _make_users(rng: np.random.Generator, T: _Tables | _MagazineTables, n_users: int, n_rows: int,
+                leaf_weight: np.ndarray, t_start: int, t_end: int, profile: Profile) -> _Users:
+    """Users with activity, tastes and active periods. T: the vocabulary tables (`_tables()` or
+    `_magazine_tables()`), for the per-leaf attribute words users prefer."""
+    count = _activity(rng, n_users, n_rows, profile)
     # tastes: 1-3 leaves (more popular leaves are preferred more often), one attribute word of the first leaf
-    prefs = rng.choice(len(LEAVES), size=(n_users, 3), p=leaf_weight / leaf_weight.sum())
+    prefs = rng.choice(len(leaf_weight), size=(n_users, 3), p=leaf_weight / leaf_weight.sum())
     n_prefs = rng.choice([1, 2, 3], size=n_users, p=[0.4, 0.35, 0.25])
     first = prefs[:, 0]
     style = len(T.materials) + _pick(T.leaf_styles, first, rng.random(n_users))
     attribute = np.where(rng.random(n_users) < 0.45, style, _pick(T.leaf_materials, first, rng.random(n_users)))
     # active period around a random centre; heavier users stay longer
     span = t_end - 1 - t_start
-    centre = t_start + rng.random(n_users) * span
+    centre = t_start + _grown(rng.random(n_users), profile.growth) * span
     half = span * np.minimum(0.6, (0.01 + 0.03 * np.sqrt(count)) * rng.gamma(2.0, 0.5, n_users))
     half = np.maximum(half, DAY)
     start = np.clip(centre - half, t_start, t_end - 1).astype(np.int64)
@@ -844,9 +1505,8 @@ def _make_users(rng: np.random.Generator, n_users: int, n_rows: int, leaf_weight
 class _ItemChooser:
     """Vectorised item choice for interaction rows, by mode (see MODE_SHARES)."""
 
-    def __init__(self, catalog: _Catalog, n_attributes: int):
+    def __init__(self, catalog: _Catalog, n_leaves: int, n_attributes: int):
         n = len(catalog.leaf)
-        n_leaves = len(LEAVES)
         self.catalog, self.n_attributes = catalog, n_attributes
         self.popular = _GroupSampler(np.zeros(n, dtype=np.int64), catalog.weight, 1)
         self.in_leaf = _GroupSampler(catalog.leaf, catalog.weight, n_leaves)
@@ -890,11 +1550,10 @@ class _ItemChooser:
         return item
 
 
-def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _Users, event: str, t_end: int
+def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _Users, event: str, t_end: int,
+                       chooser: _ItemChooser, profile: Profile
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows as arrays (user, item, timestamp, value), each (n_rows,), sorted by (timestamp, user)."""
-    n_attributes = len(_tables().materials) + len(_tables().styles)
-    chooser = _ItemChooser(catalog, n_attributes)
     user = np.repeat(np.arange(len(users.count), dtype=np.int64), users.count)
     n = len(user)
     ts = users.start[user] + (rng.random(n) * (users.end - users.start)[user]).astype(np.int64)
@@ -921,19 +1580,31 @@ def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _User
     if event == RATING:
         keep = _first_occurrence(user * len(catalog.leaf) + item)
         user, item, ts = user[keep], item[keep], ts[keep]
-        leaf_match = (users.prefs[user] == catalog.leaf[item][:, None])
-        leaf_match = (leaf_match & (np.arange(3) < users.n_prefs[user][:, None])).any(axis=1)
-        score = (3.0 + 1.0 * leaf_match + 0.8 * chooser.has_attribute(item, users.attribute[user])
-                 + catalog.quality[item] + rng.normal(0.0, 0.9, len(user)))
-        value = np.clip(np.round(score), 1, 5)
+        value = _ratings(rng, catalog, users, chooser, user, item, profile)
     else:
         earlier = offset + (rng.random(n) * position).astype(np.int64)
         accept = np.where(catalog.consumable[item[earlier]], REPEAT_ACCEPT[1], REPEAT_ACCEPT[0])
         repeat = (position > 0) & (rng.random(n) < REPEAT_SHARE * accept)
         item = np.where(repeat, item[earlier], item)
         value = np.minimum(rng.geometric(0.7, n), 12).astype(np.float64)
+    if profile.time_step > 1:  # floors keep ts >= first_seen_ts, which is floored too
+        ts = ts - ts % profile.time_step
     order = np.lexsort((user, ts))
     return user[order], item[order], ts[order], value[order]
+
+
+def _ratings(rng: np.random.Generator, catalog: _Catalog, users: _Users, chooser: _ItemChooser, user: np.ndarray,
+             item: np.ndarray, profile: Profile) -> np.ndarray:
+    """(m,) stars 1..5 of the rows (user, item), each (m,): higher when the item is in one of the user's leaves and
+    has the user's attribute word, so ratings carry the same taste signal as the choices. `profile.dislike_share`
+    of the rows lose 4 stars, which gives the J-shape (many 5s, a bump of 1s) of public rating dumps."""
+    leaf_match = (users.prefs[user] == catalog.leaf[item][:, None])
+    leaf_match = (leaf_match & (np.arange(3) < users.n_prefs[user][:, None])).any(axis=1)
+    score = (profile.rating_base + 1.0 * leaf_match + 0.8 * chooser.has_attribute(item, users.attribute[user])
+             + catalog.quality[item] + rng.normal(0.0, profile.rating_noise, len(user)))
+    if profile.dislike_share > 0:
+        score = score - 4.0 * (rng.random(len(user)) < profile.dislike_share)
+    return np.clip(np.round(score), 1, 5)
 
 
 def _first_occurrence(key: np.ndarray) -> np.ndarray:
@@ -942,28 +1613,56 @@ def _first_occurrence(key: np.ndarray) -> np.ndarray:
     return np.sort(first)
 
 
-def generate_shop(n_items: int = 5000, interactions_per_item: float = 10.0, n_users: int | None = None,
-                  days: int = 365, event: str = "purchase", seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def get_profile(profile: str | Profile) -> Profile:
+    """The Profile of a name in PROFILES (or the Profile itself)."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise UserError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return PROFILES[profile]
+
+
+def generate_shop(n_items: int | None = None, interactions_per_item: float | None = None, n_users: int | None = None,
+                  days: int | None = None, event: str | None = None, seed: int = 0,
+                  profile: str | Profile = "retail") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate a synthetic long-tail shop; the same arguments always give equal frames.
 
     Args:
         n_items: catalog size.
         interactions_per_item: target average rows per catalog item (the total is about n_items times this; in
             "rating" mode repeated (user, item) pairs are dropped, so slightly fewer).
-        n_users: number of users, each with at least one row; defaults to about n_items * interactions_per_item / 8.
+        n_users: number of users, each with at least one row; defaults to about n_items * interactions_per_item /
+            profile.rows_per_user (8 in retail).
         days: length of the time span, which ends at END_TS (2024-01-01 00:00 UTC).
         event: "purchase" (value = quantity >= 1, repeat purchases happen) or "rating" (value = rating 1..5,
             higher when the item matches the user's categories and attribute word).
         seed: random seed.
+        profile: a name in PROFILES or a Profile; arguments left as None take its defaults (retail: 5000 items,
+            10 rows per item, 365 days, purchases; magazines: 2500 items, 36 rows per item, 17 years, ratings).
 
     Returns:
         (items, interactions):
         items, (n_items, 7): item_id str (unique, "SKU0000042"), title str, description str (several sentences),
         category str ("Home > Kitchen > Cookware"), brand str, price float64, first_seen_ts int64 (unix seconds;
-        some before the span, some late in it).
+        some before the span, some late in it). The magazines profile ("MAG0042") has 9 columns: description and
+        category are lists of strings (paragraphs; ["Magazine Subscriptions", group, ..., genre]), price is NaN
+        for some items, and also_buy / also_view are lists of item ids (possibly empty); list cells are numpy
+        arrays, as pandas reads them from Parquet.
         interactions, (about n_items * interactions_per_item, 5), sorted by timestamp: user_id str ("U0000042"),
         item_id str, timestamp int64 (unix seconds, >= the item's first_seen_ts), event str, value float64.
     """
+    items, interactions = _generate(n_items, interactions_per_item, n_users, days, event, seed, profile)
+    return items.to_pandas(), interactions.to_pandas()
+
+
+def _generate(n_items: int | None = None, interactions_per_item: float | None = None, n_users: int | None = None,
+              days: int | None = None, event: str | None = None, seed: int = 0, profile: str | Profile = "retail"
+              ) -> tuple[pa.Table, pa.Table]:
+    """generate_shop as Arrow tables, so that list columns keep their list type on the way to the files."""
+    p = get_profile(profile)
+    n_items = p.n_items if n_items is None else n_items
+    interactions_per_item = p.interactions_per_item if interactions_per_item is None else interactions_per_item
+    days, event = p.days if days is None else days, p.event if event is None else event
     if event not in EVENTS:
         raise UserError(f"event must be one of {', '.join(EVENTS)}, got {event!r}")
     if n_items < 1 or days < 1 or not interactions_per_item > 0:
@@ -971,39 +1670,60 @@ def generate_shop(n_items: int = 5000, interactions_per_item: float = 10.0, n_us
                         f"days={days}, interactions_per_item={interactions_per_item}")
     n_rows = max(1, int(round(n_items * interactions_per_item)))
     if n_users is None:
-        n_users = max(1, int(round(n_rows / 8)))
+        n_users = max(1, int(round(n_rows / p.rows_per_user)))
     if n_users < 1:
         raise UserError(f"n_users must be >= 1, got {n_users}")
     rng = np.random.default_rng(seed)
     t_end, t_start = END_TS, END_TS - days * DAY
-    catalog = _make_items(rng, n_items, t_start, t_end)
-    leaf_weight = np.bincount(catalog.leaf, weights=catalog.weight, minlength=len(LEAVES))
-    users = _make_users(rng, n_users, n_rows, leaf_weight, t_start, t_end)
-    user, item, ts, value = _make_interactions(rng, catalog, users, event, t_end)
+    if p.catalog is None:
+        T, catalog = _tables(), _make_items(rng, n_items, t_start, t_end, p)
+    else:
+        T, catalog = _magazine_tables(), _make_magazines(rng, n_items, t_start, t_end, p)
+    n_leaves = len(T.leaf_materials[1])
+    leaf_weight = np.bincount(catalog.leaf, weights=catalog.weight, minlength=n_leaves)
+    users = _make_users(rng, T, n_users, n_rows, leaf_weight, t_start, t_end, p)
+    chooser = _ItemChooser(catalog, n_leaves, len(T.materials) + len(T.styles))
+    user, item, ts, value = _make_interactions(rng, catalog, users, event, t_end, chooser, p)
     interactions = pa.table({
         S.USER_ID: pc.take(_ids("U", n_users), pa.array(user)),
-        S.ITEM_ID: pc.take(pa.array(catalog.frame[S.ITEM_ID].array), pa.array(item)),
+        S.ITEM_ID: pc.take(catalog.table[S.ITEM_ID], pa.array(item)),
         S.TIMESTAMP: pa.array(ts, type=pa.int64()),
         S.EVENT: pa.repeat(pa.scalar(event, pa.string()), len(user)),
         S.VALUE: pa.array(value, type=pa.float64()),
-    }).to_pandas()
-    return catalog.frame, interactions
+    })
+    items = catalog.table
+    if p.catalog is not None:
+        also_buy, also_view = _related(rng, catalog, user, item, ts, p.catalog)
+        items = items.append_column(ALSO_BUY, also_buy).append_column(ALSO_VIEW, also_view)
+    return items, interactions
 
 
 def write_shop(out_dir: str | Path, fmt: str = "parquet", **kwargs) -> tuple[str, str]:
     """Write generate_shop(**kwargs) to out_dir/items.<fmt> and out_dir/interactions.<fmt>.
 
-    fmt: "parquet" or "csv". Returns the (items, interactions) paths.
+    fmt: "parquet" or "csv". Parquet stores list columns as Arrow list<string>; CSV has no lists, so a list cell is
+    joined into one string: category with " > " (the retail form), the others (description paragraphs, also_buy /
+    also_view ids) with a space. Returns the (items, interactions) paths.
     """
     if fmt not in ("parquet", "csv"):
         raise UserError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
-    items, interactions = generate_shop(**kwargs)
+    tables = _generate(**kwargs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = str(out / f"items.{fmt}"), str(out / f"interactions.{fmt}")
-    for frame, path in zip((items, interactions), paths, strict=True):
-        if fmt == "parquet":
-            frame.to_parquet(path, index=False)
+    for table, path in zip(tables, paths, strict=True):
+        if fmt == "parquet":  # the explicit schema keeps list<string> even where every list is empty
+            lists = any(pa.types.is_list(field.type) for field in table.schema)
+            table.to_pandas().to_parquet(path, index=False, **({"schema": table.schema} if lists else {}))
         else:
-            frame.to_csv(path, index=False)
+            _joined_lists(table).to_pandas().to_csv(path, index=False)
     return paths
+
+
+def _joined_lists(table: pa.Table) -> pa.Table:
+    """The table with each list<string> column joined into a string column (see write_shop), for CSV."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type):
+            joined = pc.binary_join(table[field.name], CSV_SEPARATORS.get(field.name, " "))
+            table = table.set_column(i, field.name, pc.fill_null(joined, ""))
+    return table
