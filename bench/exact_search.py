@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from ray_longtail.candidates import mask_seen, top_n
+    from ray_longtail.sources.base import mask_seen, top_n
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

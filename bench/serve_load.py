@@ -278,7 +278,7 @@ def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration:
 
 def in_process(run: str, requests: list[tuple[str, dict]], n: int, name: str) -> tuple[Row, Row]:
     """The same requests answered by a plain Recommender in this process, one at a time (warm-up row first)."""
-    from ray_longtail.recommend import Recommender
+    from ray_longtail.serve.recommender import Recommender
 
     rec = Recommender(run)
     encoder = None
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Recommender min_replicas when the bench starts the app (default: the app's, 1)")
     args = parser.parse_args(argv)
 
-    from ray_longtail.serve.app import resolve_run
+    from ray_longtail.artifacts import resolve_run
 
     run = resolve_run(args.run)
     if args.url and not re.match(r"^http://127\.0\.0\.1:\d+/?$", args.url):

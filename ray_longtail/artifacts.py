@@ -24,9 +24,18 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ray_longtail.errors import DataError
+from ray_longtail.errors import DataError, UserError
 
 MANIFEST = "manifest.json"
+CANDIDATES = {"eval": "candidates.parquet", "fit": "fit/candidates.parquet"}  # per phase, ids form
+FEATURES = {"eval": "features.parquet", "fit": "fit/features.parquet"}  # per phase, index form
+FEATURE_NAMES = "feature_names.json"
+SOURCES_ARTIFACT = "sources/eval.pkl"  # the sources fitted on the eval history (what serving loads)
+SELECTION = "ranker/selection.json"
+ADDED = "added_items"  # items added at serving time, one Parquet file per request
+LATEST = "latest"
+DEFAULT_ARTIFACTS = "artifacts"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -208,3 +217,55 @@ def _dir_digest(fs: pafs.FileSystem, path: str) -> str:
     infos = sorted(fs.get_file_info(pafs.FileSelector(path, recursive=True)), key=lambda i: i.path)
     listing = [(i.path, i.size, str(i.mtime)) for i in infos if i.type == pafs.FileType.File]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def open_run_store(run: str) -> RunStore:
+    """A run folder path or URI (an s3:// URI may carry ?query options) -> its RunStore."""
+    base, sep, query = run.partition("?")
+    base = base.rstrip("/")
+    artifacts, run_id = base.rsplit("/", 1) if "/" in base else (".", base)
+    store = RunStore(artifacts + sep + query, run_id)
+    if not store.exists(MANIFEST):
+        raise UserError(f"{run} is not a ray_longtail run folder (no manifest.json)")
+    return store
+
+
+def resolve_run(run: str) -> str:
+    """A run folder or URI as given by the user -> an absolute path or URI of a run folder.
+
+    `latest` = `artifacts/latest`; `<dir>/latest` (when no run is literally named `latest`) = the run under
+    `<dir>` whose metrics.json is newest. A relative local path is looked up from the current directory, then
+    from the repository root (so `serve run serve_config.yaml` finds `artifacts/` wherever Ray starts replicas).
+    """
+    run = str(run).strip()
+    if not run:
+        raise UserError("run must name a run folder, a URI or 'latest'")
+    if run == LATEST:
+        run = f"{DEFAULT_ARTIFACTS}/{LATEST}"
+    base, sep, query = run.partition("?")
+    base = base.rstrip("/")
+    if "://" not in base:
+        base = str(_local_run_path(Path(base).expanduser()))
+    fs, root = resolve_filesystem(base + sep + query)
+    if posixpath.basename(root) != LATEST or fs.get_file_info(posixpath.join(root, MANIFEST)).type == \
+            pafs.FileType.File:
+        return base + sep + query
+    parent_uri = base.rsplit("/", 1)[0]
+    finished = []
+    for info in fs.get_file_info(pafs.FileSelector(posixpath.dirname(root), allow_not_found=True)):
+        metrics = fs.get_file_info(posixpath.join(info.path, "metrics.json"))
+        if info.type == pafs.FileType.Directory and metrics.type == pafs.FileType.File:
+            finished.append((metrics.mtime_ns or 0, posixpath.basename(info.path)))
+    if not finished:
+        raise UserError(f"no finished run (a folder with metrics.json) under {parent_uri}: "
+                        "run `ray-longtail run` first or give --run DIR")
+    return join_uri(parent_uri + sep + query, max(finished)[1])
+
+
+def _local_run_path(path: Path) -> Path:
+    """A local run path made absolute: relative paths from the current directory, else the repository root."""
+    if path.is_absolute():
+        return path.absolute()
+    roots = [Path.cwd(), REPO_ROOT]
+    found = [r / path for r in roots if (r / path).exists() or (path.name == LATEST and (r / path).parent.is_dir())]
+    return (found[0] if found else Path.cwd() / path).absolute()

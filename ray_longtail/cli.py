@@ -42,10 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser(name, parents=[common], help=helps.get(name, name))
     synth = commands.add_parser("synth", help="write a synthetic long-tail shop in the data contract")
     synth.add_argument("--out", required=True, help="output folder (items.<fmt>, interactions.<fmt>)")
-    synth.add_argument("--n-items", type=int, default=5000)
-    synth.add_argument("--interactions-per-item", type=float, default=10.0)
-    synth.add_argument("--event", choices=["purchase", "rating"], default="purchase")
-    synth.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    synth.add_argument("--profile", choices=["retail", "magazines"], default="retail",
+                       help="kind of shop: retail (purchases, 5000 items, 1 year) or magazines (Amazon-style ratings, "
+                            "2500 items, 17 years, list-valued columns); the flags below override its defaults")
+    synth.add_argument("--n-items", type=int, help="default: the profile's")
+    synth.add_argument("--interactions-per-item", type=float, help="default: the profile's")
+    synth.add_argument("--event", choices=["purchase", "rating"], help="default: the profile's")
+    synth.add_argument("--format", choices=["parquet", "csv"], default="parquet",
+                       help="parquet keeps list columns as Arrow lists; csv joins each list into one string "
+                            "(category with ' > ', description paragraphs and also_buy/also_view ids with a space)")
     synth.add_argument("--seed", type=int, default=0)
     tune = commands.add_parser("tune", parents=[common], help="Ray Tune + Optuna search on the valid window")
     tune.add_argument("--num-samples", type=int, help="trials (default: tune.num_samples)")
@@ -101,8 +106,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "recommend":
         import json
 
-        from ray_longtail.recommend import Recommender
-        from ray_longtail.serve.app import resolve_run
+        from ray_longtail.artifacts import resolve_run
+        from ray_longtail.serve.recommender import Recommender
 
         recommender = Recommender(resolve_run(args.run))
         for user in args.user:
@@ -112,14 +117,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from ray_longtail.data.synthetic import write_shop
 
         paths = write_shop(args.out, fmt=args.format, n_items=args.n_items, seed=args.seed, event=args.event,
-                           interactions_per_item=args.interactions_per_item)
+                           interactions_per_item=args.interactions_per_item, profile=args.profile)
         print("\n".join(paths))
         return 0
     config = config_from_args(args)
     if args.command == "tune":
-        from ray_longtail.tune import run_tune
-
-        print(run_tune(config, num_samples=args.num_samples))
+        print(pipeline.run_tune(config, num_samples=args.num_samples))
         return 0
     stage = STAGE_COMMANDS[args.command]
     store = pipeline.run_stages(config, until=None, only=[stage] if stage else None, force=args.force)

@@ -1,12 +1,15 @@
 """Typed, frozen configuration: dataclass defaults < YAML file < CLI overrides (`--set a.b=v`).
 
-`configs/default.yaml` documents every key; `load_config` type-checks values and rejects unknown keys with a
-`ConfigError` that names the key.
+`configs/default.yaml` documents every key. `load_config` and `replace` type-check values, reject unknown keys and
+check each value against the constraint declared next to its field (`choice`, `number`) plus the cross-field rules
+of each section's `validate` method, so a bad config fails with a `ConfigError` naming the dotted key before any
+stage runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +19,93 @@ from typing import Any
 import yaml
 
 from ray_longtail.errors import ConfigError
+from ray_longtail.metrics import METRIC_NAMES
+
+RERANK_METHODS: tuple[str, ...] = ("xquad", "mmr")  # extend here when rerank.py learns a method
+EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
+# higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
+OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
+
+_CHECK = "ray_longtail.check"  # dataclass field metadata key holding a _Choice or _Range
+
+
+class InvalidValueError(ConfigError):
+    """A well-typed value outside what its key allows. Section `validate` methods raise it with the key relative to
+    the section; `_build` prefixes the section, so every message names the full dotted key."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"config key {key!r} must be {expected}; got {value!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across Ray workers despite the 3-argument __init__
+        return type(self), (self.key, self.value, self.expected)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    options: tuple[str, ...]
+
+    def expected(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+    def ok(self, value: Any) -> bool:
+        return any(re.fullmatch(re.escape(o).replace(re.escape("<n>"), "[0-9]+"), str(value)) for o in self.options)
+
+
+@dataclass(frozen=True)
+class _Range:
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def expected(self) -> str:
+        low, high = (self.ge, self.gt), (self.le, self.lt)
+        if any(b is not None for b in low) and any(b is not None for b in high):
+            left = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
+            right = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})"
+            return f"in {left}, {right}"
+        for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt)):
+            if bound is not None:
+                return f"{op} {bound:g}"
+        return "a number"
+
+    def ok(self, value: Any) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+
+def _constrained(default: Any, check: _Choice | _Range) -> Any:
+    """A dataclass field carrying `check` in its metadata, where `_validated` finds it."""
+    if isinstance(default, list):  # mutable defaults need a factory; each instance gets its own copy
+        return field(default_factory=lambda: list(default), metadata={_CHECK: check})
+    return field(default=default, metadata={_CHECK: check})
+
+
+def choice(default: Any, options: typing.Iterable[str]) -> Any:
+    """A field whose value (or, for a list, each element) must be one of `options`; an option may contain `<n>`
+    for a run of digits (e.g. "cuda:<n>"). Declared on the field so adding a constrained key stays one line."""
+    return _constrained(default, _Choice(tuple(options)))
+
+
+def number(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """A numeric field (int, float, optional or list of them, checked element-wise; None is always allowed when the
+    type allows it) bounded by ge/gt (lower) and le/lt (upper)."""
+    if (ge is not None and gt is not None) or (le is not None and lt is not None):
+        raise ValueError("give at most one lower bound (ge|gt) and one upper bound (le|lt)")
+    return _constrained(default, _Range(ge=ge, gt=gt, le=le, lt=lt))
+
+
+def _check_field(key: str, value: Any, check: _Choice | _Range) -> None:
+    """Raise InvalidValueError naming `key` when the coerced `value` breaks its declared constraint."""
+    if value is None:
+        return
+    if isinstance(value, list):
+        if not all(check.ok(v) for v in value):
+            raise InvalidValueError(key, value, "a list of values " + check.expected())
+    elif not check.ok(value):
+        raise InvalidValueError(key, value, check.expected())
 
 
 @dataclass(frozen=True)
@@ -23,112 +113,133 @@ class DataConfig:
     items: str | None = None  # None = bundled Online Retail catalog
     interactions: str | None = None
     exclude_non_product: bool = True  # drop items with is_standard_stockcode == False when that column exists
-    max_unknown_item_share: float = 0.01  # above: DataError; below: unknown-item rows dropped and counted
+    max_unknown_item_share: float = number(0.01, ge=0, le=1)  # above: DataError; below: rows dropped and counted
     events: list[str] = field(default_factory=list)  # keep only these event types; empty = all
-    sample_users_fraction: float = 1.0  # keep a seeded random share of users (quick runs, tests)
+    sample_users_fraction: float = number(1.0, gt=0, le=1)  # keep a seeded random share of users (quick runs, tests)
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    test_days: float | None = 30.0
-    valid_days: float | None = None  # None = same length as the test window
-    test_fraction: float | None = None  # used when test_days is null
-    valid_fraction: float | None = None
+    test_days: float | None = number(30.0, gt=0)
+    valid_days: float | None = number(None, gt=0)  # None = same length as the test window
+    test_fraction: float | None = number(None, gt=0, lt=1)  # used when test_days is null
+    valid_fraction: float | None = number(None, gt=0, lt=1)  # None = same as test_fraction
+
+    def validate(self) -> None:
+        """One of the two window definitions must be given, and fractions must leave a non-empty train window."""
+        if self.test_days is None and self.test_fraction is None:
+            raise InvalidValueError("test_days", None, "a number of days > 0 when test_fraction is null")
+        if self.test_fraction is not None:
+            valid = self.valid_fraction if self.valid_fraction is not None else self.test_fraction
+            if self.test_fraction + valid >= 1:
+                key = "valid_fraction" if self.valid_fraction is not None else "test_fraction"
+                raise InvalidValueError(key, getattr(self, key), "such that test_fraction + valid_fraction < 1 "
+                                        "(a null valid_fraction equals test_fraction)")
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
     model: str = "sentence-transformers/all-MiniLM-L6-v2"  # or a local path, or "hashing" (weight-free, CPU-fast)
     text_fields: list[str] = field(default_factory=lambda: ["title", "category", "brand", "description"])
-    max_length: int = 128
-    batch_size: int = 64  # texts per forward pass
-    block_size: int = 1024  # rows per Ray Data batch handed to one actor call
-    num_actors: int = 1
-    cpus_per_actor: float = 1.0
-    num_gpus_per_actor: float = 0.0  # > 0 puts actors on GPUs (fp16); "auto" behaviour via device below
-    device: str = "auto"  # auto | cpu | cuda
+    max_length: int = number(128, gt=0)
+    batch_size: int = number(64, gt=0)  # texts per forward pass
+    block_size: int = number(1024, gt=0)  # rows per Ray Data batch handed to one actor call
+    num_actors: int = number(1, gt=0)
+    cpus_per_actor: float = number(1.0, gt=0)
+    num_gpus_per_actor: float = number(0.0, ge=0)  # > 0 puts actors on GPUs (fp16); "auto" behaviour via device
+    device: str = choice("auto", EMBED_DEVICES)  # auto | cpu | cuda | cuda:<n>
 
 
 @dataclass(frozen=True)
 class DiscoverConfig:
-    head_share: float = 0.2
-    n_clusters: int = 32
-    label_terms: int = 4
-    seed: int = 0
+    head_share: float = number(0.2, gt=0, lt=1)
+    n_clusters: int = number(32, gt=0)
+    label_terms: int = number(4, gt=0)
+    seed: int = number(0, ge=0)
 
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    half_life_days: float = 90.0
-    max_history: int = 100
+    half_life_days: float = number(90.0, gt=0)
+    max_history: int = number(100, gt=0)
 
 
 @dataclass(frozen=True)
 class RetrieveConfig:
+    # names are checked in Config.validate against the source registry (sources/registry.py)
     sources: list[str] = field(
         default_factory=lambda: ["content", "itemknn", "ease", "als", "popular", "tail_explore"])
-    n_per_source: int = 50
-    user_batch_size: int = 512
+    n_per_source: int = number(50, gt=0)
+    user_batch_size: int = number(512, gt=0)
     use_ray: bool = True  # candidate generation on a Ray Data actor pool over user shards
-    max_actors: int = 2  # the pool autoscales from 1 to max_actors 1-CPU actors
-    itemknn_neighbors: int = 100
-    ease_lambda: float = 250.0
-    ease_max_items: int = 15000  # EASE inverts an items² matrix: larger catalogs use their most popular items
-    als_factors: int = 64
-    als_iterations: int = 15
-    als_regularization: float = 0.05
-    tail_explore_clusters: int = 3
+    max_actors: int = number(2, gt=0)  # the pool autoscales from 1 to max_actors 1-CPU actors
+    itemknn_neighbors: int = number(100, gt=0)
+    ease_lambda: float = number(250.0, gt=0)
+    ease_max_items: int = number(15000, gt=0)  # EASE inverts an items² matrix: larger catalogs use the most popular
+    als_factors: int = number(64, gt=0)
+    als_iterations: int = number(15, gt=0)
+    als_regularization: float = number(0.05, ge=0)
+    tail_explore_clusters: int = number(3, gt=0)
 
 
 @dataclass(frozen=True)
 class RankConfig:
     enabled: bool = True
-    num_workers: int = 2
-    cpus_per_worker: float = 0.5
-    eta: float = 0.1
-    max_depth: int = 6
-    min_child_weight: float = 1.0
-    subsample: float = 0.8
-    num_boost_round: int = 200
-    early_stopping_rounds: int = 20
-    last_n_history: int = 20
-    max_train_users: int = 20000
-    holdout_share: float = 0.2  # fit-phase users held out for early stopping and tail_weight selection
+    num_workers: int = number(2, gt=0)
+    cpus_per_worker: float = number(0.5, gt=0)
+    eta: float = number(0.1, gt=0)
+    max_depth: int = number(6, gt=0)
+    min_child_weight: float = number(1.0, ge=0)
+    subsample: float = number(0.8, gt=0, le=1)
+    num_boost_round: int = number(200, gt=0)
+    early_stopping_rounds: int = number(20, ge=0)
+    last_n_history: int = number(20, gt=0)
+    max_train_users: int = number(20000, gt=0)
+    holdout_share: float = number(0.2, gt=0, lt=1)  # fit-phase users held out for early stopping and tail_weight
     score_on_ray: bool = True  # batch scoring as Ray Data map_batches
     storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp
 
 
 @dataclass(frozen=True)
 class RerankConfig:
-    tail_weight: float = 0.3
+    tail_weight: float = number(0.3, ge=0, le=1)
     select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
-    ndcg_tolerance: float = 0.03  # accuracy budget of that choice: NDCG@10 >= (1 - tolerance) x the best weight's
-    method: str = "xquad"  # xquad | mmr
-    depth: int = 50
+    ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
+    method: str = choice("xquad", RERANK_METHODS)
+    depth: int = number(50, gt=0)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    ks: list[int] = field(default_factory=lambda: [10, 20])
+    ks: list[int] = number([10, 20], gt=0)
     exclude_seen: bool = True
-    max_users: int | None = None  # evaluate a seeded sample of at most this many users (None = all)
-    tail_weights: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0])
+    max_users: int | None = number(None, gt=0)  # evaluate a seeded sample of at most this many users (None = all)
+    baselines: list[str] = field(  # sources reported alone in the quality table (fitted even if not in the union)
+        default_factory=lambda: ["popular", "itemknn", "ease", "als", "content", "tail_explore"])
+    tail_weights: list[float] = number([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], ge=0, le=1)
+
+    def validate(self) -> None:
+        """Metrics are reported per K, and tail_weight selection and tuning choose among tail_weights."""
+        if not self.ks:
+            raise InvalidValueError("ks", self.ks, "a non-empty list of positive cut-offs")
+        if not self.tail_weights:
+            raise InvalidValueError("tail_weights", self.tail_weights, "a non-empty list of weights in [0, 1]")
 
 
 @dataclass(frozen=True)
 class TuneConfig:
-    num_samples: int = 12
-    max_concurrent: int = 1
-    tail_recall_floor_ratio: float = 2.0  # floor = ratio × ItemKNN's TailRecall@10 on valid
-    objective: str = "ndcg@10"  # metric maximised subject to the tail-recall floor
-    seed: int = 0
+    num_samples: int = number(12, gt=0)
+    max_concurrent: int = number(1, gt=0)
+    tail_recall_floor_ratio: float = number(2.0, ge=0)  # floor = ratio × ItemKNN's TailRecall@10 on valid
+    objective: str = "ndcg@10"  # metric maximised subject to the tail-recall floor (checked in Config.validate)
+    seed: int = number(0, ge=0)
 
 
 @dataclass(frozen=True)
 class RayConfig:
     address: str | None = None  # None = RAY_ADDRESS if set, else a new local instance; "auto" = a `ray start` one
-    num_cpus: int | None = None
-    object_store_memory_mb: int | None = None
+    num_cpus: int | None = number(None, gt=0)
+    object_store_memory_mb: int | None = number(None, gt=0)
 
 
 @dataclass(frozen=True)
@@ -141,7 +252,7 @@ class PrivacyConfig:
 class Config:
     artifacts: str = "artifacts"
     run_id: str | None = None  # None = a name derived from inputs + time
-    seed: int = 0
+    seed: int = number(0, ge=0)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
@@ -154,6 +265,24 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+    def validate(self) -> None:
+        """The one place for rules spanning sections (keys here are full dotted keys)."""
+        _check_objective(self.tune.objective, self.eval.ks)
+        from ray_longtail.sources.registry import check_source_names  # the registry imports this module
+
+        check_source_names(self.retrieve.sources, "retrieve.sources")
+        check_source_names(self.eval.baselines, "eval.baselines")
+        if not self.retrieve.sources:
+            raise InvalidValueError("retrieve.sources", self.retrieve.sources, "at least one source")
+
+
+def _check_objective(objective: str, ks: list[int]) -> None:
+    """tune.objective must name a metric that evaluation actually reports, i.e. `<metric>@<k>` with k in eval.ks."""
+    match = re.fullmatch(r"([a-z_]+)@([1-9][0-9]*)", objective)
+    if not match or match[1] not in OBJECTIVE_METRICS or int(match[2]) not in ks:
+        raise InvalidValueError("tune.objective", objective, f"<metric>@<k> with metric one of "
+                           f"{', '.join(OBJECTIVE_METRICS)} and k one of eval.ks {ks}")
 
 
 def default_config_path() -> Path:
@@ -204,6 +333,7 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """An instance of dataclass `cls` from nested `values`: keys known, types coerced, constraints checked."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -218,7 +348,21 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             kwargs[key] = _build(tp, value, prefix=f"{full}.")
         else:
             kwargs[key] = _check_value(full, value, tp)
-    return cls(**kwargs)
+    return _validated(cls(**kwargs), prefix)
+
+
+def _validated(obj: Any, prefix: str) -> Any:
+    """`obj` after its declared field constraints (defaults included) and its `validate` method pass."""
+    for f in dataclasses.fields(obj):
+        if _CHECK in f.metadata:
+            _check_field(f"{prefix}{f.name}", getattr(obj, f.name), f.metadata[_CHECK])
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except InvalidValueError as exc:  # section rules name keys relative to the section
+            raise InvalidValueError(f"{prefix}{exc.key}", exc.value, exc.expected) from None
+    return obj
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +418,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 def replace(config: Config, **changes: Any) -> Config:
-    """`replace(cfg, **{"rerank.tail_weight": 0.0})`: a copy with dotted keys changed (type-checked)."""
+    """`replace(cfg, **{"rerank.tail_weight": 0.0})`: a copy with dotted keys changed, checked like `load_config`."""
     values = config_to_dict(config)
     for dotted, value in changes.items():
         values = _merge(values, _nest(dotted, value))

@@ -10,11 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ray_longtail.data import schema as S
-from ray_longtail.metrics import candidate_recall, ranking_metrics
+from ray_longtail.metrics import METRIC_NAMES, candidate_recall, ranking_metrics
 from ray_longtail.phase import Phase
-
-BASELINE_NAMES = {"popular": "MostPopular", "itemknn": "ItemKNN", "ease": "EASE", "als": "ALS",
-                  "content": "ContentKNN", "tail_explore": "TailExplore"}
 
 
 def rec_matrix(users: np.ndarray, lists: pd.DataFrame, width: int) -> np.ndarray:
@@ -46,14 +43,18 @@ def system_metrics(phase: Phase, lists: pd.DataFrame, ks: list[int]) -> dict[str
                            n_hist_users=phase.history.n_users, ks=ks)
 
 
-def baseline_metrics(phase: Phase, candidates: pd.DataFrame, ks: list[int]) -> dict[str, dict[str, float]]:
-    """Each candidate source alone as a recommender (its own top-K), named as in DESIGN.md."""
-    out = {}
-    for source, name in BASELINE_NAMES.items():
-        lists = candidates[candidates["source"] == source]
-        if len(lists):
-            out[name] = system_metrics(phase, lists, ks)
-    return out
+def baseline_lists(candidates: pd.DataFrame, baselines: list[str]) -> dict[str, pd.DataFrame]:
+    """Each baseline source's own top lists (its candidates), keyed by its display name (DESIGN.md)."""
+    from ray_longtail.sources.registry import display_name
+
+    lists = {display_name(s): candidates[candidates["source"] == s] for s in baselines}
+    return {name: frame for name, frame in lists.items() if len(frame)}
+
+
+def baseline_metrics(phase: Phase, candidates: pd.DataFrame, baselines: list[str],
+                     ks: list[int]) -> dict[str, dict[str, float]]:
+    """Each baseline source alone as a recommender (its own top-K)."""
+    return {name: system_metrics(phase, lists, ks) for name, lists in baseline_lists(candidates, baselines).items()}
 
 
 def candidate_recall_table(phase: Phase, candidates: pd.DataFrame, union_sources: list[str]) -> dict[str, dict]:
@@ -87,7 +88,7 @@ def recommendations_frame(phase: Phase, lists: pd.DataFrame, source_column: str 
 
 def metrics_table(systems: dict[str, dict[str, float]], k: int = 10) -> str:
     """The quality table as text (one row per system), as the CLI prints it and the README shows it."""
-    columns = ["recall", "ndcg", "hit", "tail_recall", "cold_recall", "coverage", "aplt", "gini", "novelty"]
+    columns = METRIC_NAMES
     header = f"{'system':<12}" + "".join(f"{c + '@' + str(k):>15}" for c in columns)
     lines = [header]
     for name, values in systems.items():

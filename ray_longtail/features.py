@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ray_longtail.candidates import DAY, History, SourceContext
 from ray_longtail.data import schema as S
+from ray_longtail.history import DAY, History, SourceContext
 
 
 class FeatureBuilder:
@@ -28,9 +28,8 @@ class FeatureBuilder:
     def fit(self, history: History, context: SourceContext, catalog: pd.DataFrame,
             cluster_tail_share: np.ndarray) -> FeatureBuilder:
         """`catalog` aligned to history.item_ids; `cluster_tail_share` (n_items,) of each item's cluster."""
-        self.history_ = history
+        self.end_ts_ = history.end_ts
         self.vectors_ = context.vectors
-        self.profiles_ = context.profiles
         pop = history.popularity()
         self.log_pop_ = np.log1p(pop).astype(np.float32)
         self.is_tail_ = context.is_tail.astype(np.float32)
@@ -41,18 +40,43 @@ class FeatureBuilder:
         self.log_price_ = np.log(price.where(price > 0)).to_numpy(np.float32)
         self.category_codes_ = _codes(catalog, S.CATEGORY)
         self.brand_codes_ = _codes(catalog, S.BRAND)
+        for name, value in self._user_state(history, context.profiles).items():
+            setattr(self, name, value)
+        return self
+
+    def _user_state(self, history: History, profiles: np.ndarray) -> dict[str, object]:
+        """Per-user state of `history`'s users (rows aligned to its user_ids): the `*_` user attributes."""
         binary = history.binary.tocsr()
         last = history.last_ts.tocsr()
-        self.user_items_ = np.split(binary.indices, binary.indptr[1:-1])
-        self.user_item_ts_ = np.split(last.data, last.indptr[1:-1])
+        user_items = np.split(binary.indices, binary.indptr[1:-1])
         n_items = np.diff(binary.indptr)
-        self.user_log_items_ = np.log1p(n_items).astype(np.float32)
         last_seen = np.asarray(last.max(axis=1).toarray()).ravel()
-        self.user_days_since_ = np.where(n_items > 0, (history.end_ts - last_seen) / DAY, np.nan).astype(np.float32)
         user_price = [np.nanmedian(self.log_price_[items]) if len(items) and np.isfinite(
-            self.log_price_[items]).any() else np.nan for items in self.user_items_]
-        self.user_log_price_ = np.asarray(user_price, dtype=np.float32)
-        return self
+            self.log_price_[items]).any() else np.nan for items in user_items]
+        return {"profiles_": profiles, "user_items_": user_items,
+                "user_item_ts_": np.split(last.data, last.indptr[1:-1]),
+                "user_log_items_": np.log1p(n_items).astype(np.float32),
+                "user_days_since_": np.where(n_items > 0, (self.end_ts_ - last_seen) / DAY, np.nan).astype(np.float32),
+                "user_log_price_": np.asarray(user_price, dtype=np.float32)}
+
+    def with_new_users(self, history: History, profiles: np.ndarray) -> FeatureBuilder:
+        """A copy that also knows `history`'s users (an ad-hoc history given at serving time, over the same
+        items), at user indices n_users, n_users + 1, ...: their features come from exactly the code that
+        computes a known user's."""
+        import copy
+
+        extended = copy.copy(self)
+        for name, value in self._user_state(history, profiles).items():
+            old = getattr(self, name)
+            if isinstance(old, list):
+                setattr(extended, name, [*old, *value])
+            else:
+                setattr(extended, name, np.concatenate([old, value]))
+        return extended
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_log_items_)
 
     def with_new_items(self, vectors: np.ndarray) -> FeatureBuilder:
         """A copy that also knows `len(vectors)` items added after fitting, at indices n_items, n_items + 1, ...:

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse
 
+# every metric `ranking_metrics` reports at each K, in the quality table's column order
+METRIC_NAMES = ("recall", "ndcg", "hit", "tail_recall", "cold_recall", "coverage", "aplt", "gini", "novelty")
+
 
 def _canonical_truth(truth: scipy.sparse.spmatrix | scipy.sparse.sparray) -> scipy.sparse.csr_matrix:
     """Binary CSR copy with sorted, de-duplicated indices and no explicit zeros."""
@@ -125,7 +128,7 @@ def ranking_metrics(
     for k in ks:
         w = min(k, width)
         if n_eval == 0:
-            for name in ("recall", "ndcg", "hit", "tail_recall", "cold_recall", "coverage", "aplt", "gini", "novelty"):
+            for name in METRIC_NAMES:
                 out[f"{name}@{k}"] = 0.0
             continue
         h = hit[:, :w]

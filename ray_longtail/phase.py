@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ray_longtail.candidates import History, SourceContext
+from ray_longtail.artifacts import RunStore
 from ray_longtail.config import Config
 from ray_longtail.data import schema as S
 from ray_longtail.discover import segment_items
+from ray_longtail.embed import table_to_vectors
+from ray_longtail.errors import UserError
+from ray_longtail.history import History, SourceContext
 from ray_longtail.profile import user_profiles
 
 
@@ -71,3 +74,47 @@ def build_phase(name: str, history_events: pd.DataFrame, label_events: pd.DataFr
         keep = np.sort(np.random.default_rng(config.seed).choice(len(users), config.eval.max_users, replace=False))
         users, truth = users[keep], truth[keep]
     return Phase(name=name, history=history, segments=segments, context=context, users=users, truth=truth)
+
+
+PHASES = ("fit", "eval")
+
+
+def read_catalog_ids(store: RunStore) -> np.ndarray:
+    """The catalog's item ids in catalog order (read without the text columns)."""
+    return store.read_table("catalog.parquet", columns=[S.ITEM_ID])[S.ITEM_ID].to_numpy()
+
+
+def read_item_vectors(store: RunStore, catalog_ids: np.ndarray) -> np.ndarray:
+    """Item embeddings (n_items, dim) aligned to `catalog_ids`."""
+    ids, vectors = table_to_vectors(store.read_arrow("item_embeddings.parquet"))
+    position = pd.Index(ids).get_indexer(catalog_ids)
+    if (position < 0).any():
+        raise UserError("item_embeddings.parquet does not cover the catalog; rerun embed with --force")
+    in_order = len(position) == len(ids) and bool((position == np.arange(len(ids))).all())
+    return vectors if in_order else vectors[position]
+
+
+def read_item_clusters(store: RunStore, n_items: int) -> np.ndarray:
+    """Each catalog item's embedding cluster (all 0 before the discover stage has run)."""
+    if not store.exists("item_segments.parquet"):
+        return np.zeros(n_items, dtype=np.int64)
+    return store.read_table("item_segments.parquet", columns=[S.CLUSTER])[S.CLUSTER].to_numpy()
+
+
+def load_phase(store: RunStore, name: str, config: Config, catalog_ids: np.ndarray | None = None,
+               vectors: np.ndarray | None = None, clusters: np.ndarray | None = None) -> Phase:
+    """The "fit" (train -> valid) or "eval" (train+valid -> test) phase of a run from its split tables;
+    catalog ids, vectors and clusters are read from the run unless given."""
+    if name not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
+    cuts = store.read_json("split/cuts.json")
+    read = store.read_table
+    if name == "fit":
+        history, labels, end = read("split/train.parquet"), read("split/valid.parquet"), cuts["cut_valid"]
+    else:
+        history = pd.concat([read("split/train.parquet"), read("split/valid.parquet")], ignore_index=True)
+        labels, end = read("split/test.parquet"), cuts["cut_test"]
+    catalog_ids = read_catalog_ids(store) if catalog_ids is None else catalog_ids
+    vectors = read_item_vectors(store, catalog_ids) if vectors is None else vectors
+    clusters = read_item_clusters(store, len(catalog_ids)) if clusters is None else clusters
+    return build_phase(name, history, labels, end, catalog_ids, vectors, clusters, config)

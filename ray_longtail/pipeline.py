@@ -22,33 +22,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ray_longtail import __version__
-from ray_longtail.artifacts import RunStore, file_fingerprint
+from ray_longtail import __version__, stages
+from ray_longtail.artifacts import (
+    CANDIDATES,
+    FEATURE_NAMES,
+    FEATURES,
+    SELECTION,
+    SOURCES_ARTIFACT,
+    RunStore,
+    file_fingerprint,
+)
 from ray_longtail.config import Config, config_to_dict
 from ray_longtail.data import schema as S
-from ray_longtail.data.ingest import bundled_paths, ingest
-from ray_longtail.data.split import Cuts, compute_cuts, temporal_split
-from ray_longtail.embed import table_to_vectors
+from ray_longtail.data.split import Cuts
 from ray_longtail.errors import UserError
-from ray_longtail.phase import Phase, build_phase
+from ray_longtail.features import FeatureBuilder
+from ray_longtail.phase import Phase, load_phase, read_catalog_ids, read_item_vectors
+from ray_longtail.rank import load_ranker
 from ray_longtail.runtime import ray_session
+from ray_longtail.scoring import RankerScorer, fit_feature_builder, selection_options
 
 log = logging.getLogger(__name__)
-
-
-def input_paths(config: Config) -> tuple[str, str]:
-    """(items, interactions) URIs: both given, or both bundled."""
-    items, interactions = config.data.items, config.data.interactions
-    if (items is None) != (interactions is None):
-        raise UserError("give both --items and --interactions (or neither, for the bundled dataset)")
-    return (items, interactions) if items else bundled_paths()
 
 
 def make_run_id(config: Config) -> str:
     """`<dataset>-<hash>`: the same inputs and config give the same run id, so reruns skip finished stages."""
     if config.run_id:
         return config.run_id
-    items, interactions = input_paths(config)
+    items, interactions = stages.input_paths(config)
     resolved = config_to_dict(config)
     for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
         resolved.pop(key)
@@ -60,70 +61,50 @@ def make_run_id(config: Config) -> str:
 
 @dataclass
 class RunContext:
-    """What a stage sees: the config, the run's store and a cache of artifacts already read."""
+    """What a stage sees: the config, the run's store, and what earlier stages of this process built or read
+    (each kind in its own typed memo, read through the accessors below)."""
 
     config: Config
     store: RunStore
-    cache: dict[str, Any] = field(default_factory=dict)
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _phases: dict[str, Phase] = field(default_factory=dict)
+    _candidates: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _features: dict[str, pd.DataFrame] = field(default_factory=dict)
+    _builders: dict[str, FeatureBuilder] = field(default_factory=dict)
+    _items: dict[str, np.ndarray] = field(default_factory=dict)
+    _ranker: RankerScorer | None = None
 
     def table(self, name: str) -> pd.DataFrame:
-        if name not in self.cache:
-            self.cache[name] = self.store.read_table(name)
-        return self.cache[name]
-
-    def json(self, name: str) -> Any:
-        if name not in self.cache:
-            self.cache[name] = self.store.read_json(name)
-        return self.cache[name]
+        """An artifact table as written (ids form), read once."""
+        if name not in self._tables:
+            self._tables[name] = self.store.read_table(name)
+        return self._tables[name]
 
     def cuts(self) -> Cuts:
-        return Cuts(**self.json("split/cuts.json"))
+        return Cuts(**self.store.read_json("split/cuts.json"))
 
     def catalog_ids(self) -> np.ndarray:
-        """The catalog's item ids in catalog order (read without the text columns)."""
-        if "catalog_ids" not in self.cache:
-            self.cache["catalog_ids"] = self.store.read_table("catalog.parquet", columns=[S.ITEM_ID])[S.ITEM_ID]\
-                .to_numpy()
-        return self.cache["catalog_ids"]
+        if "ids" not in self._items:
+            self._items["ids"] = read_catalog_ids(self.store)
+        return self._items["ids"]
 
     def vectors(self) -> np.ndarray:
         """Item embeddings (n_items, dim) aligned to the catalog order."""
-        if "vectors" not in self.cache:
-            ids, vectors = table_to_vectors(self.store.read_arrow("item_embeddings.parquet"))
-            position = pd.Index(ids).get_indexer(self.catalog_ids())
-            if (position < 0).any():
-                raise UserError("item_embeddings.parquet does not cover the catalog; rerun embed with --force")
-            in_order = len(position) == len(ids) and bool((position == np.arange(len(ids))).all())
-            self.cache["vectors"] = vectors if in_order else vectors[position]
-        return self.cache["vectors"]
-
-    def clusters(self) -> np.ndarray:
-        segments = self.table("item_segments.parquet")
-        return segments[S.CLUSTER].to_numpy()
+        if "vectors" not in self._items:
+            self._items["vectors"] = read_item_vectors(self.store, self.catalog_ids())
+        return self._items["vectors"]
 
     def phase(self, name: str) -> Phase:
         """The "fit" (train -> valid) or "eval" (train+valid -> test) phase, built once per process."""
-        key = f"phase:{name}"
-        if key not in self.cache:
-            cuts = self.cuts()
-            read = self.store.read_table  # not cached: only the phase's matrices are kept
-            if name == "fit":
-                history, labels = read("split/train.parquet"), read("split/valid.parquet")
-                end = cuts.cut_valid
-            else:
-                history = pd.concat([read("split/train.parquet"), read("split/valid.parquet")], ignore_index=True)
-                labels, end = read("split/test.parquet"), cuts.cut_test
-            catalog_ids = self.catalog_ids()
-            has_clusters = self.store.exists("item_segments.parquet")
-            clusters = self.clusters() if has_clusters else np.zeros(len(catalog_ids), dtype=np.int64)
-            self.cache[key] = build_phase(name, history, labels, end, catalog_ids, self.vectors(), clusters,
-                                          self.config)
-        return self.cache[key]
+        if name not in self._phases:
+            self._phases[name] = load_phase(self.store, name, self.config, self.catalog_ids(), self.vectors())
+        return self._phases[name]
 
     def forget_phases(self) -> None:
-        """Drop cached phases (after discover writes the clusters they depend on)."""
-        for key in [k for k in self.cache if k.startswith("phase:")]:
-            del self.cache[key]
+        """Drop built phases and what depends on them (after discover writes the clusters they use, and
+        between retrieval phases to bound memory)."""
+        self._phases.clear()
+        self._builders.clear()
 
     def ids_frame(self, phase_name: str, long: pd.DataFrame) -> pd.DataFrame:
         """A (user, item) index frame with user_id / item_id strings instead, for artifacts."""
@@ -135,16 +116,44 @@ class RunContext:
 
     def candidates(self, phase_name: str) -> pd.DataFrame:
         """Long candidate frame (user, item, source, score, rank) of a phase, as indices."""
-        from ray_longtail.stages import CANDIDATES
-
-        artifact = CANDIDATES[phase_name]
-        if artifact not in self.cache:
-            frame = self.table(artifact)
+        if phase_name not in self._candidates:
+            frame = self.store.read_table(CANDIDATES[phase_name])
             history = self.phase(phase_name).history
             user = history.user_index(frame[S.USER_ID].to_numpy())
             item = pd.Index(history.item_ids).get_indexer(frame[S.ITEM_ID])
-            self.cache[artifact] = frame.drop(columns=[S.USER_ID, S.ITEM_ID]).assign(user=user, item=item)
-        return self.cache[artifact]
+            self._candidates[phase_name] = frame.drop(columns=[S.USER_ID, S.ITEM_ID]).assign(user=user, item=item)
+        return self._candidates[phase_name]
+
+    def set_candidates(self, phase_name: str, long: pd.DataFrame) -> None:
+        self._candidates[phase_name] = long
+
+    def features(self, phase_name: str) -> pd.DataFrame:
+        """Feature rows (index form) of a phase's candidate union; the fit phase's carry labels."""
+        if phase_name not in self._features:
+            self._features[phase_name] = self.store.read_table(FEATURES[phase_name])
+        return self._features[phase_name]
+
+    def set_features(self, phase_name: str, features: pd.DataFrame) -> None:
+        self._features[phase_name] = features
+
+    def builder(self, phase_name: str) -> FeatureBuilder:
+        """The phase's fitted FeatureBuilder."""
+        if phase_name not in self._builders:
+            self._builders[phase_name] = fit_feature_builder(self.phase(phase_name), self.table("catalog.parquet"),
+                                                             self.config)
+        return self._builders[phase_name]
+
+    def scorer(self, name: str):
+        """A final-stage scorer by name: "ranker" (trained in this process, or read from `ranker/`), "blend",
+        or a union source alone (`scoring.selection_options`)."""
+        if name == "ranker":
+            if self._ranker is None:
+                self._ranker = RankerScorer(*load_ranker(self.store))
+            return self._ranker
+        return selection_options(self.config, None)[name]
+
+    def set_ranker(self, ranker: RankerScorer) -> None:
+        self._ranker = ranker
 
 
 @dataclass(frozen=True)
@@ -156,71 +165,25 @@ class Stage:
     uses_ray: bool = False
 
 
-def stage_ingest(ctx: RunContext) -> dict[str, Any]:
-    items, interactions = input_paths(ctx.config)
-    catalog, events, report = ingest(items, interactions, ctx.config.data, ctx.config.privacy)
-    ctx.store.write_table("catalog.parquet", catalog)
-    ctx.store.write_table("interactions.parquet", events)
-    ctx.store.write_json("ingest_report.json", report)
-    ctx.store.update_manifest(inputs={"items": file_fingerprint(items), "interactions": file_fingerprint(interactions)})
-    return {"catalog": len(catalog), "interactions": len(events), "drops": report["interactions"]["drops"]}
-
-
-def stage_split(ctx: RunContext) -> dict[str, Any]:
-    events = ctx.table("interactions.parquet")
-    cuts = compute_cuts(events[S.TIMESTAMP], ctx.config.split)
-    parts = temporal_split(events, cuts)
-    for name, frame in parts.items():
-        ctx.store.write_table(f"split/{name}.parquet", frame)
-    ctx.store.write_json("split/cuts.json", cuts.__dict__)
-    return {name: len(frame) for name, frame in parts.items()} | cuts.__dict__
-
-
-def stage_embed(ctx: RunContext) -> dict[str, Any]:
-    from ray_longtail.embed import embed_items
-
-    catalog = ctx.table("catalog.parquet")
-    start = time.perf_counter()
-    table = embed_items(catalog, ctx.config.embed)
-    seconds = time.perf_counter() - start
-    ctx.store.write_table("item_embeddings.parquet", table)
-    return {"items": table.num_rows, "dim": table.column(S.VECTOR).type.list_size,
-            "items_per_s": round(table.num_rows / seconds, 1)}
-
-
 STAGES: list[Stage] = [
-    Stage("ingest", ("catalog.parquet", "interactions.parquet", "ingest_report.json"), stage_ingest),
+    Stage("ingest", ("catalog.parquet", "interactions.parquet", "ingest_report.json"), stages.stage_ingest),
     Stage("split", ("split/train.parquet", "split/valid.parquet", "split/test.parquet", "split/cuts.json"),
-          stage_split, needs=("ingest",)),
-    Stage("embed", ("item_embeddings.parquet",), stage_embed, needs=("ingest",), uses_ray=True),
+          stages.stage_split, needs=("ingest",)),
+    Stage("embed", ("item_embeddings.parquet",), stages.stage_embed, needs=("ingest",), uses_ray=True),
+    Stage("discover", ("item_segments.parquet", "clusters.parquet"), stages.stage_discover, needs=("split", "embed")),
+    Stage("profile", ("user_profiles.parquet",), stages.stage_profile, needs=("discover",)),
+    Stage("retrieve", (*CANDIDATES.values(), SOURCES_ARTIFACT), stages.stage_retrieve, needs=("discover",),
+          uses_ray=True),
+    Stage("features", (*FEATURES.values(), FEATURE_NAMES), stages.stage_features, needs=("retrieve",),
+          uses_ray=True),
+    Stage("rank", ("ranker/_SUCCESS", SELECTION), stages.stage_rank, needs=("features",), uses_ray=True),
+    Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
+          needs=("features", "rank"), uses_ray=True),
 ]
 
 
-def _later_stages() -> list[Stage]:
-    from ray_longtail import stages
-
-    return [
-        Stage("discover", ("item_segments.parquet", "clusters.parquet"), stages.stage_discover,
-              needs=("split", "embed")),
-        Stage("profile", ("user_profiles.parquet",), stages.stage_profile, needs=("discover",)),
-        Stage("retrieve", (*stages.CANDIDATES.values(), stages.SOURCES_ARTIFACT), stages.stage_retrieve,
-              needs=("discover",),
-              uses_ray=True),
-        Stage("features", (*stages.FEATURES.values(), "feature_names.json"), stages.stage_features,
-              needs=("retrieve",), uses_ray=True),
-        Stage("rank", ("ranker/_SUCCESS", "ranker/selection.json"), stages.stage_rank, needs=("features",),
-              uses_ray=True),
-        Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
-              needs=("features", "rank"), uses_ray=True),
-    ]
-
-
-def all_stages() -> list[Stage]:
-    return STAGES + _later_stages()
-
-
 def stage_names() -> list[str]:
-    return [s.name for s in all_stages()]
+    return [s.name for s in STAGES]
 
 
 def _versions() -> dict[str, str]:
@@ -260,7 +223,7 @@ def run_stages(config: Config, until: str | None = None, only: list[str] | None 
     selected = only or (names[: names.index(until) + 1] if until else names)
     store = open_run(config)
     ctx = RunContext(config, store)
-    by_name = {s.name: s for s in all_stages()}
+    by_name = {s.name: s for s in STAGES}
     done: set[str] = set()
     ran: set[str] = set()  # stages recomputed in this call: their dependants are recomputed too
     resources = ExitStack()
@@ -319,3 +282,48 @@ def metric_cutoffs(metrics: dict) -> list[int]:
     """The cut-offs present in a metrics.json (e.g. [10, 20])."""
     first = next(iter(metrics["systems"].values()))
     return sorted({int(key.split("@")[1]) for key in first if "@" in key})
+
+
+def run_tune(config: Config, num_samples: int | None = None) -> str:
+    """`ray-longtail tune`: run the pipeline up to the features, search on the valid window (`tune.search`),
+    write `<run>/tune/{results.csv,best.yaml,best.json}` and return best.yaml's path."""
+    import yaml
+
+    from ray_longtail import tune
+
+    with ray_session(config.ray):
+        store = run_stages(config, until="features")
+        data = trial_data(RunContext(config, store))
+        results = tune.search(data, num_samples or config.tune.num_samples)
+    floor = data.floor
+    if results.errors:
+        log.warning("%d trials failed: %s", len(results.errors), results.errors[0])
+    table = results.get_dataframe()
+    best = results.get_best_result(metric="objective", mode="max")
+    columns = [c for c in table.columns if c.startswith("config/")] + list(tune.TRIAL_METRICS)
+    ordered = table[columns].sort_values("objective", ascending=False)
+    store.write_text("tune/results.csv", ordered.to_csv(index=False))
+    resolved = config_to_dict(tune.trial_config(config, best.config))
+    resolved.pop("run_id")
+    store.write_text("tune/best.yaml", "# best trial of `ray-longtail tune` (valid window only)\n"
+                     + yaml.safe_dump(resolved, sort_keys=False))
+    store.write_json("tune/best.json", {"params": best.config,
+                                        "metrics": {k: best.metrics[k] for k in tune.TRIAL_METRICS},
+                                        "floor_tail_recall@10": floor, "trials": int(len(table))})
+    print(ordered.to_string(index=False))
+    return store.path("tune/best.yaml")
+
+
+def trial_data(ctx: RunContext):
+    """What every `tune` trial reads, from a run whose features exist: the fit phase, its candidates, the
+    ranker's train / holdout users (the same split as the rank stage) and the tail floor on the holdout."""
+    from ray_longtail.scoring import holdout_split, restrict_phase, tail_floor
+    from ray_longtail.tune import TrialData
+
+    config = ctx.config
+    phase, candidates = ctx.phase("fit"), ctx.candidates("fit")
+    users = np.unique(ctx.features("fit")["user"].to_numpy())
+    train_users, holdout_users = holdout_split(users, config.rank.holdout_share, config.seed)
+    floor, _ = tail_floor(restrict_phase(phase, holdout_users), candidates, config)
+    return TrialData(config=config, phase=phase, candidates=candidates, catalog=ctx.table("catalog.parquet"),
+                     train_users=train_users, holdout_users=holdout_users, floor=floor)

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from ray_longtail.candidates import DAY, History
 from ray_longtail.data import schema as S
 from ray_longtail.embed import vectors_to_table
+from ray_longtail.history import DAY, History
 
 
 def recency_weights(history: History, half_life_days: float, max_history: int) -> sp.csr_matrix:

@@ -10,8 +10,6 @@ group (FailureConfig) resume from the last booster. Batch scoring runs as Ray Da
 from __future__ import annotations
 
 import json
-import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 import xgboost
 
 from ray_longtail.config import RankConfig
+from ray_longtail.data import schema as S
 
 MODEL_FILE = "model.ubj"
 
@@ -35,13 +34,13 @@ def xgb_params(config: RankConfig, nthread: int = 1, seed: int = 0) -> dict[str,
 
 def shard_queries(frame: pd.DataFrame, rank: int, world_size: int) -> pd.DataFrame:
     """This worker's whole query groups (qid % world_size == rank), sorted by qid so groups are contiguous."""
-    mine = frame[frame["qid"].to_numpy(np.int64) % world_size == rank]
-    return mine.sort_values("qid", kind="stable").reset_index(drop=True)
+    mine = frame[frame[S.QID].to_numpy(np.int64) % world_size == rank]
+    return mine.sort_values(S.QID, kind="stable").reset_index(drop=True)
 
 
 def _dmatrix(frame: pd.DataFrame, features: list[str]) -> xgboost.DMatrix:
-    return xgboost.DMatrix(frame[features].to_numpy(np.float32), label=frame["label"].to_numpy(np.float32),
-                           qid=frame["qid"].to_numpy(np.int64), feature_names=features, missing=np.nan)
+    return xgboost.DMatrix(frame[features].to_numpy(np.float32), label=frame[S.LABEL].to_numpy(np.float32),
+                           qid=frame[S.QID].to_numpy(np.int64), feature_names=features, missing=np.nan)
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
@@ -53,24 +52,29 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     features = config["features"]
     train = shard_queries(ray.train.get_dataset_shard("train").materialize().to_pandas(), rank, world)
     valid = shard_queries(ray.train.get_dataset_shard("valid").materialize().to_pandas(), rank, world)
-    dtrain, dvalid = _dmatrix(train, features), _dmatrix(valid, features)
-    if config.get("qid_log_dir"):
-        log_file = Path(config["qid_log_dir"]) / f"rank{rank}_{os.getpid()}.json"
-        log_file.write_text(json.dumps({"rank": rank, "world": world, "qids": train["qid"].tolist()}))
     booster, done = None, 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             booster = xgboost.Booster(model_file=str(Path(folder) / MODEL_FILE))
             done = booster.num_boosted_rounds()
-    callbacks = [PeriodicCheckpoint(config["checkpoint_every"], rank, config.get("kill_at_round"),
-                                    config.get("kill_marker"))]
-    if config["early_stopping_rounds"]:
-        callbacks.append(xgboost.callback.EarlyStopping(rounds=config["early_stopping_rounds"], save_best=False,
+    callbacks = [PeriodicCheckpoint(config["checkpoint_every"], rank), *config["callbacks"]]
+    booster = fit_booster(config["params"], _dmatrix(train, features), _dmatrix(valid, features),
+                          config["num_boost_round"] - done, config["early_stopping_rounds"], callbacks, booster)
+    _report(booster, rank, {"rounds": booster.num_boosted_rounds(), "train_groups": int(train[S.QID].nunique()),
+                            "world_size": world})
+
+
+def fit_booster(params: dict[str, Any], dtrain: xgboost.DMatrix, dvalid: xgboost.DMatrix, rounds: int,
+                early_stopping_rounds: int, callbacks: list, booster: xgboost.Booster | None = None):
+    """`xgboost.train` as every ranker fit runs it (Ray Train workers and `tune` trials alike): early stopping
+    on the valid queries' NDCG@10 without rolling back to the best round."""
+    callbacks = list(callbacks)
+    if early_stopping_rounds:
+        callbacks.append(xgboost.callback.EarlyStopping(rounds=early_stopping_rounds, save_best=False,
                                                         data_name="valid", metric_name="ndcg@10", maximize=True))
-    booster = xgboost.train(config["params"], dtrain, num_boost_round=max(0, config["num_boost_round"] - done),
-                            evals=[(dvalid, "valid")], callbacks=callbacks, xgb_model=booster, verbose_eval=False)
-    _report(booster, rank, {"rounds": booster.num_boosted_rounds(), "train_groups": int(train["qid"].nunique())})
+    return xgboost.train(params, dtrain, num_boost_round=max(0, rounds), evals=[(dvalid, "valid")],
+                         callbacks=callbacks, xgb_model=booster, verbose_eval=False)
 
 
 def _report(booster, rank: int, metrics: dict[str, Any]) -> None:
@@ -85,51 +89,44 @@ def _report(booster, rank: int, metrics: dict[str, Any]) -> None:
 
 
 class PeriodicCheckpoint(xgboost.callback.TrainingCallback):
-    """XGBoost callback: every `every` rounds, all ranks report (a barrier) and rank 0 attaches the booster.
+    """XGBoost callback: every `every` rounds, all ranks report (a barrier) and rank 0 attaches the booster."""
 
-    `kill_at_round` (fault injection for tests and drills): rank 0 kills its own process once at that round,
-    leaving `kill_marker` behind so the restarted group does not kill itself again.
-    """
-
-    def __init__(self, every: int, rank: int, kill_at_round: int | None = None, kill_marker: str | None = None):
+    def __init__(self, every: int, rank: int):
         super().__init__()
         self.every, self.rank = every, rank
-        self.kill_at_round, self.kill_marker = kill_at_round, kill_marker
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         rounds = model.num_boosted_rounds()
         if self.every and rounds % self.every == 0:
             score = evals_log.get("valid", {}).get("ndcg@10", [float("nan")])[-1]
             _report(model, self.rank, {"rounds": rounds, "valid_ndcg10": float(score)})
-        if (self.kill_at_round is not None and self.rank == 0 and rounds == self.kill_at_round
-                and self.kill_marker and not os.path.exists(self.kill_marker)):
-            Path(self.kill_marker).write_text(str(time.time()))
-            os.kill(os.getpid(), signal.SIGKILL)
         return False
 
 
+def query_frames(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, ...]:
+    """The columns the ranker reads, typed as both training paths expect them."""
+    columns = [S.QID, S.LABEL, *features]
+    return tuple(f[columns].astype({S.QID: np.int64, S.LABEL: np.float32}) for f in (train, valid))
+
+
 def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: RankConfig,
-                 storage_path: str | None = None, seed: int = 0, kill_at_round: int | None = None,
-                 max_failures: int = 1, qid_log_dir: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Fit the ranker on Ray Train. `train`/`valid` hold `qid`, `label` and the feature columns.
+                 storage_path: str | None = None, seed: int = 0, max_failures: int = 1,
+                 callbacks: list | None = None) -> tuple[Any, dict[str, Any]]:
+    """Fit the ranker on Ray Train. `train`/`valid` hold `qid`, `label` and the feature columns; `callbacks`:
+    extra XGBoost `TrainingCallback`s run on every worker (progress logging, fault drills).
 
-    `qid_log_dir`: each worker writes the qids it trained on there (to audit the sharding).
-
-    Returns (xgboost.Booster, info with rounds and the qids each worker trained on).
+    Returns (xgboost.Booster, info with rounds and rank 0's query groups).
     """
     import ray
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.xgboost import XGBoostTrainer
 
-    columns = ["qid", "label", *features]
-    train, valid = (f[columns].astype({"qid": np.int64, "label": np.float32}) for f in (train, valid))
+    train, valid = query_frames(train, valid, features)
     storage = storage_path or tempfile.mkdtemp(prefix="ray_longtail_train_")
-    marker = str(Path(storage) / "killed_once") if kill_at_round is not None else None
     loop_config = {"features": features, "params": xgb_params(config, nthread=max(1, int(config.cpus_per_worker)),
                                                               seed=seed),
                    "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
-                   "checkpoint_every": 25, "kill_at_round": kill_at_round, "kill_marker": marker,
-                   "qid_log_dir": qid_log_dir}
+                   "checkpoint_every": 25, "callbacks": list(callbacks or [])}
     trainer = XGBoostTrainer(
         train_fn_per_worker, train_loop_config=loop_config,
         datasets={"train": ray.data.from_pandas(train), "valid": ray.data.from_pandas(valid)},
@@ -143,9 +140,16 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
     result = trainer.fit()
     with result.checkpoint.as_directory() as folder:
         booster = xgboost.Booster(model_file=str(Path(folder) / MODEL_FILE))
-    info = dict(result.metrics or {})
-    info["failure_injected"] = bool(marker and os.path.exists(marker))
-    return booster, info
+    return booster, dict(result.metrics or {})
+
+
+def train_ranker_local(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: RankConfig,
+                       seed: int = 0) -> xgboost.Booster:
+    """The same fit in this process (one thread): what a `tune` trial runs inside its Ray Tune worker."""
+    train, valid = query_frames(train, valid, features)
+    dtrain, dvalid = (_dmatrix(shard_queries(f, 0, 1), features) for f in (train, valid))
+    return fit_booster(xgb_params(config, nthread=max(1, int(config.cpus_per_worker)), seed=seed), dtrain, dvalid,
+                       config.num_boost_round, config.early_stopping_rounds, [])
 
 
 def predict(booster: xgboost.Booster, frame: pd.DataFrame, features: list[str]) -> np.ndarray:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ray_longtail.data import schema as S
 from ray_longtail.discover import discovery_summary
-from ray_longtail.evaluate import BASELINE_NAMES, metrics_table, rec_matrix
+from ray_longtail.evaluate import baseline_lists, metrics_table, rec_matrix
 from ray_longtail.phase import Phase
 
 
@@ -83,9 +83,7 @@ def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFr
     phase = ctx.phase("eval")
     candidates = ctx.candidates("eval")
     k = 10
-    lists = {BASELINE_NAMES[s]: candidates[candidates["source"] == s] for s in BASELINE_NAMES
-             if (candidates["source"] == s).any()}
-    lists.update(system_lists)
+    lists = baseline_lists(candidates, ctx.config.eval.baselines) | system_lists
     exposure, segment_recall = exposure_and_segment_recall(phase, lists, k)
     ctx.store.write_bytes("plots/popularity_curve.png", popularity_plot(phase))
     ctx.store.write_bytes("plots/exposure_by_decile.png",

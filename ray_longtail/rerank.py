@@ -32,18 +32,27 @@ def candidate_matrix(lists: pd.DataFrame, depth: int) -> tuple[np.ndarray, np.nd
     return users, items, scores
 
 
-def tail_appetite(binary_history, is_tail: np.ndarray, users: np.ndarray, prior: float = 1.0) -> np.ndarray:
-    """P(tail | u): share of tail items in the user's history, smoothed towards the catalog-wide share."""
+def global_tail_share(binary_history, is_tail: np.ndarray) -> float:
+    """Share of tail items among all history interactions (the prior of every user's tail appetite)."""
+    return float(np.asarray(binary_history @ is_tail.astype(np.float32)).sum() / max(binary_history.sum(), 1))
+
+
+def tail_appetite(binary_history, is_tail: np.ndarray, users: np.ndarray, prior: float = 1.0,
+                  global_share: float | None = None) -> np.ndarray:
+    """P(tail | u): share of tail items in the user's history, smoothed towards the catalog-wide share
+    (`global_share`, default: that of `binary_history`)."""
     tail_counts = np.asarray(binary_history[users] @ is_tail.astype(np.float32)).ravel()
     totals = np.asarray(binary_history[users].sum(axis=1)).ravel()
-    global_share = float(np.asarray(binary_history @ is_tail.astype(np.float32)).sum() / max(binary_history.sum(), 1))
+    if global_share is None:
+        global_share = global_tail_share(binary_history, is_tail)
     return (tail_counts + prior * global_share) / (totals + prior)
 
 
 def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float,
            method: str = "xquad", is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
            vectors: np.ndarray | None = None) -> pd.DataFrame:
-    """Greedy top-k selection per user; returns long (user, item, rank, score) with score = the ranker score."""
+    """Greedy top-k selection per user; returns long (user, item, rank, score, position) with score = the ranker
+    score and position = the item's column in `items`."""
     n_users, depth = items.shape
     valid = items >= 0
     finite = np.where(valid, scores, np.nan)
@@ -92,4 +101,4 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
     position = chosen[user_idx, rank_idx]
     return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
                          "rank": (rank_idx + 1).astype(np.int32),
-                         "score": scores[user_idx, position].astype(np.float32)})
+                         "score": scores[user_idx, position].astype(np.float32), "position": position})

@@ -1,50 +1,82 @@
-"""Stages after embedding: discover, profile, retrieve, evaluate. Each reads earlier artifacts through the
-`RunContext`, writes its own, and returns a small summary for the manifest."""
+"""Every stage's thin adapter: read earlier artifacts through the `RunContext`, call the library (the scoring chain
+in `scoring.py` for everything after retrieval), run the heavy steps on Ray, write the stage's artifacts, and
+return a small summary for the manifest."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from ray_longtail import scoring
+from ray_longtail.artifacts import CANDIDATES, FEATURE_NAMES, FEATURES, SELECTION, SOURCES_ARTIFACT, file_fingerprint
 from ray_longtail.data import schema as S
-from ray_longtail.discover import cluster_items, cluster_labels, cluster_table, discovery_summary
+from ray_longtail.data.ingest import ingest
+from ray_longtail.data.split import compute_cuts, temporal_split
+from ray_longtail.discover import cluster_items, cluster_labels, cluster_table
 from ray_longtail.embed import item_texts
 from ray_longtail.errors import UserError
-from ray_longtail.evaluate import (
-    BASELINE_NAMES,
-    baseline_metrics,
-    candidate_recall_table,
-    recommendations_frame,
-    system_metrics,
-)
-from ray_longtail.features import FeatureBuilder, attach_labels, features_on_ray
+from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, recommendations_frame, system_metrics
+from ray_longtail.features import attach_labels, features_on_ray
 from ray_longtail.profile import profiles_table
-from ray_longtail.rank import load_ranker, predict, save_ranker, score_on_ray, train_ranker
-from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
-from ray_longtail.retrieve import (
-    candidate_union,
-    candidates_on_ray,
-    fit_sources,
-    make_sources,
-    reciprocal_rank_blend,
-    wide_candidates,
-)
+from ray_longtail.rank import save_ranker, score_on_ray, train_ranker
+from ray_longtail.retrieve import candidate_union, candidates_on_ray
+from ray_longtail.sources.registry import fit_sources, make_sources
+
+if TYPE_CHECKING:
+    from ray_longtail.pipeline import RunContext
 
 log = logging.getLogger(__name__)
-CANDIDATES = {"eval": "candidates.parquet", "fit": "fit/candidates.parquet"}
-FEATURES = {"eval": "features.parquet", "fit": "fit/features.parquet"}
-SOURCES_ARTIFACT = "sources/eval.pkl"
 
 
-def stage_discover(ctx) -> dict[str, Any]:
+def input_paths(config) -> tuple[str, str]:
+    """(items, interactions) URIs: both given, or both bundled."""
+    from ray_longtail.data.ingest import bundled_paths
+
+    items, interactions = config.data.items, config.data.interactions
+    if (items is None) != (interactions is None):
+        raise UserError("give both --items and --interactions (or neither, for the bundled dataset)")
+    return (items, interactions) if items else bundled_paths()
+
+
+def stage_ingest(ctx: RunContext) -> dict[str, Any]:
+    items, interactions = input_paths(ctx.config)
+    catalog, events, report = ingest(items, interactions, ctx.config.data, ctx.config.privacy)
+    ctx.store.write_table("catalog.parquet", catalog)
+    ctx.store.write_table("interactions.parquet", events)
+    ctx.store.write_json("ingest_report.json", report)
+    ctx.store.update_manifest(inputs={"items": file_fingerprint(items), "interactions": file_fingerprint(interactions)})
+    return {"catalog": len(catalog), "interactions": len(events), "drops": report["interactions"]["drops"]}
+
+
+def stage_split(ctx: RunContext) -> dict[str, Any]:
+    events = ctx.table("interactions.parquet")
+    cuts = compute_cuts(events[S.TIMESTAMP], ctx.config.split)
+    parts = temporal_split(events, cuts)
+    for name, frame in parts.items():
+        ctx.store.write_table(f"split/{name}.parquet", frame)
+    ctx.store.write_json("split/cuts.json", cuts.__dict__)
+    return {name: len(frame) for name, frame in parts.items()} | cuts.__dict__
+
+
+def stage_embed(ctx: RunContext) -> dict[str, Any]:
+    from ray_longtail.embed import embed_items
+
+    catalog = ctx.table("catalog.parquet")
+    start = time.perf_counter()
+    table = embed_items(catalog, ctx.config.embed)
+    seconds = time.perf_counter() - start
+    ctx.store.write_table("item_embeddings.parquet", table)
+    return {"items": table.num_rows, "dim": table.column(S.VECTOR).type.list_size,
+            "items_per_s": round(table.num_rows / seconds, 1)}
+
+
+def stage_discover(ctx: RunContext) -> dict[str, Any]:
     config = ctx.config
     catalog = ctx.table("catalog.parquet")
-    vectors = ctx.vectors()
-    labels, _ = cluster_items(vectors, config.discover.n_clusters, seed=config.discover.seed)
+    labels, _ = cluster_items(ctx.vectors(), config.discover.n_clusters, seed=config.discover.seed)
     phase = ctx.phase("eval")
     segments = phase.segments.assign(**{S.CLUSTER: labels})
     names = cluster_labels(item_texts(catalog, config.embed.text_fields), labels, config.discover.label_terms)
@@ -52,18 +84,22 @@ def stage_discover(ctx) -> dict[str, Any]:
     ctx.store.write_table("item_segments.parquet", segments)
     ctx.store.write_table("clusters.parquet", clusters)
     ctx.forget_phases()
-    ctx.cache["discovery_summary"] = discovery_summary(clusters)
     counts = segments[S.SEGMENT].value_counts().to_dict()
     return {"clusters": int(clusters.shape[0]), **{k: int(v) for k, v in counts.items()}}
 
 
-def stage_profile(ctx) -> dict[str, Any]:
+def stage_profile(ctx: RunContext) -> dict[str, Any]:
     phase = ctx.phase("eval")
     ctx.store.write_table("user_profiles.parquet", profiles_table(phase.history, phase.context.profiles))
     return {"users": int(phase.history.n_users)}
 
 
-def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
+def fitted_source_names(config) -> list[str]:
+    """The union's sources, then the baselines not already among them."""
+    return list(dict.fromkeys([*config.retrieve.sources, *config.eval.baselines]))
+
+
+def retrieve_phase(ctx: RunContext, phase_name: str):
     """Fit every source on the phase's history and return the long candidate frame for its users (the eval
     phase's fitted sources are also saved as `sources/eval.pkl` for serving)."""
     config = ctx.config
@@ -72,26 +108,27 @@ def retrieve_phase(ctx, phase_name: str) -> pd.DataFrame:
     if phase_name == "fit" and len(users) > config.rank.max_train_users:
         rng = np.random.default_rng(config.seed)
         users = np.sort(rng.choice(users, size=config.rank.max_train_users, replace=False))
-    names = list(dict.fromkeys(config.retrieve.sources + list(BASELINE_NAMES)))
-    sources = fit_sources(make_sources(config.retrieve, config.seed, names), phase.history, phase.context)
+    sources = fit_sources(make_sources(config.retrieve, fitted_source_names(config), config.seed), phase.history,
+                          phase.context)
     if phase_name == "eval":
         ctx.store.write_pickle(SOURCES_ARTIFACT, sources)
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
     if config.retrieve.use_ray:
         import ray
 
-        sources_ref = ray.put(sources)
+        fitted_ref = ray.put((sources, phase.history, phase.context))
         del sources  # the actors read the object-store copy; the driver keeps none
-        long = candidates_on_ray(sources_ref, phase.history.n_items, users, n, config.retrieve.user_batch_size,
+        long = candidates_on_ray(fitted_ref, phase.history.n_items, users, n, config.retrieve.user_batch_size,
                                  config.eval.exclude_seen, config.retrieve.max_actors)
     else:
-        long = candidate_union(sources, users, n, config.retrieve.user_batch_size, config.eval.exclude_seen)
+        long = candidate_union(sources, phase.history, phase.context, users, n, config.retrieve.user_batch_size,
+                               config.eval.exclude_seen)
     return long.sort_values(["user", "source", "rank"], kind="stable").reset_index(drop=True)
 
 
-def stage_retrieve(ctx) -> dict[str, Any]:
-    """Candidates of the fit phase, then of the eval phase. The fit phase is dropped from the cache before the
-    eval phase is built (a later stage rebuilds it), so only one phase's matrices and profiles are in memory."""
+def stage_retrieve(ctx: RunContext) -> dict[str, Any]:
+    """Candidates of the fit phase, then of the eval phase. The fit phase is dropped before the eval phase is
+    built (a later stage rebuilds it), so only one phase's matrices and profiles are in memory."""
     summary = {}
     for phase_name, artifact in CANDIDATES.items():
         long = retrieve_phase(ctx, phase_name)
@@ -99,204 +136,135 @@ def stage_retrieve(ctx) -> dict[str, Any]:
         summary[f"{phase_name}_rows"] = int(len(long))
         summary[f"{phase_name}_users"] = int(long["user"].nunique())
         if phase_name == "fit":
-            ctx.cache.pop("phase:fit", None)
+            ctx.forget_phases()
         else:
-            ctx.cache[artifact] = long
+            ctx.set_candidates(phase_name, long)
     return summary
 
 
-def union_wide(config, candidates: pd.DataFrame) -> pd.DataFrame:
-    """The candidate union of the configured sources (top n_per_source each), one row per (user, item)."""
-    sources, n = config.retrieve.sources, config.retrieve.n_per_source
-    union = candidates[candidates["source"].isin(sources) & (candidates["rank"] <= n)]
-    return wide_candidates(union, sources, n)
-
-
-def feature_builder(ctx, phase_name: str) -> FeatureBuilder:
-    """The phase's fitted FeatureBuilder (cluster tail shares computed on the phase's own history)."""
-    key = f"builder:{phase_name}"
-    if key not in ctx.cache:
-        phase = ctx.phase(phase_name)
-        labels = ctx.clusters()
-        share = np.bincount(labels, weights=phase.is_tail.astype(np.float64)) / np.maximum(np.bincount(labels), 1)
-        ctx.cache[key] = FeatureBuilder(ctx.config.retrieve.sources, ctx.config.rank.last_n_history).fit(
-            phase.history, phase.context, ctx.table("catalog.parquet"), share[labels])
-    return ctx.cache[key]
-
-
-def phase_features(ctx, phase_name: str) -> pd.DataFrame:
-    """Feature rows of a phase's candidate union (Ray Data over user shards when retrieve.use_ray)."""
-    builder = feature_builder(ctx, phase_name)
-    wide = union_wide(ctx.config, ctx.candidates(phase_name))
-    ctx.cache[f"feature_names:{phase_name}"] = builder.feature_names
-    if ctx.config.retrieve.use_ray:
-        return features_on_ray(builder, wide)
-    return builder.transform(wide)
-
-
-def stage_features(ctx) -> dict[str, Any]:
+def stage_features(ctx: RunContext) -> dict[str, Any]:
     summary = {}
     for phase_name, artifact in FEATURES.items():
-        features = phase_features(ctx, phase_name)
+        builder = ctx.builder(phase_name)
+        wide = scoring.union_wide(ctx.candidates(phase_name), ctx.config)
+        features = features_on_ray(builder, wide) if ctx.config.retrieve.use_ray else builder.transform(wide)
         if phase_name == "fit":
             phase = ctx.phase("fit")
             features = attach_labels(features, phase.users, phase.truth)
-            summary["fit_positive_rate"] = round(float(features["label"].mean()), 4)
+            summary["fit_positive_rate"] = round(float(features[S.LABEL].mean()), 4)
         ctx.store.write_table(artifact, features)
-        ctx.cache[artifact] = features
+        ctx.set_features(phase_name, features)
         summary[f"{phase_name}_rows"] = int(len(features))
-    ctx.store.write_json("feature_names.json", ctx.cache["feature_names:fit"])
+    ctx.store.write_json(FEATURE_NAMES, ctx.builder("fit").feature_names)
     return summary
 
 
-def split_holdout(users: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of user indices into (train users, holdout users)."""
-    rng = np.random.default_rng(seed)
-    holdout = rng.random(len(users)) < share
-    return users[~holdout], users[holdout]
-
-
-def stage_rank(ctx) -> dict[str, Any]:
-    """Train the ranker on the fit phase (history = train, labels = valid) with Ray Train, then pick the
-    tail_weight on the held-out users' valid window."""
+def stage_rank(ctx: RunContext) -> dict[str, Any]:
+    """Train the ranker on the fit phase (history = train, labels = valid) with Ray Train, then choose the final
+    scorer and its tail_weight on the held-out users' valid window (`scoring.select_final`)."""
     config = ctx.config
-    features = ctx.table(FEATURES["fit"])
-    names = ctx.json("feature_names.json")
+    features = ctx.features("fit")
     users = np.unique(features["user"].to_numpy())
-    train_users, holdout_users = split_holdout(users, config.rank.holdout_share, config.seed)
-    if not config.rank.enabled:
-        selection = select_tail_weight(ctx, features[features["user"].isin(holdout_users)], holdout_users)
-        ctx.store.write_json("ranker/selection.json", selection)
-        ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled: reciprocal-rank blend")
-        return {"ranker": "disabled", "selected_tail_weight": selection["selected"]}
-    with_positive = features.groupby("user")["label"].max()
-    positive_users = with_positive[with_positive > 0].index.to_numpy()
-    frame = features.assign(qid=features["user"].astype(np.int64))
-    train = frame[frame["user"].isin(np.intersect1d(train_users, positive_users))]
-    valid = frame[frame["user"].isin(np.intersect1d(holdout_users, positive_users))]
-    if train.empty or valid.empty:
-        raise UserError("no user has a bought item among its candidates in the valid window: the ranker cannot "
-                        "learn; use a longer split.valid_days or set rank.enabled=false")
-    booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
-                                 seed=config.seed)
-    info.update(train_groups=int(train["qid"].nunique()), holdout_groups=int(valid["qid"].nunique()),
-                dropped_users_without_positive=int(len(users) - len(positive_users)))
-    save_ranker(ctx.store, booster, names, info)
-    ctx.cache["booster"] = (booster, names)
-    holdout_frame = features[features["user"].isin(holdout_users)]
-    selection = select_tail_weight(ctx, holdout_frame, holdout_users)
-    ctx.store.write_json("ranker/selection.json", selection)
-    return {"rounds": info.get("rounds"), "train_groups": info["train_groups"],
-            "selected_tail_weight": selection["selected"]}
+    train_users, holdout_users = scoring.holdout_split(users, config.rank.holdout_share, config.seed)
+    summary: dict[str, Any] = {"ranker": "disabled"}
+    ranker = None
+    if config.rank.enabled:
+        names = ctx.store.read_json(FEATURE_NAMES)
+        train, valid = scoring.training_queries(features, train_users, holdout_users)
+        if train.empty or valid.empty:
+            raise UserError("no user has a bought item among its candidates in the valid window: the ranker cannot "
+                            "learn; use a longer split.valid_days or set rank.enabled=false")
+        booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
+                                     seed=config.seed)
+        info.update(train_groups=int(train[S.QID].nunique()), holdout_groups=int(valid[S.QID].nunique()),
+                    dropped_users_without_positive=int(len(users) - train[S.QID].nunique()
+                                                       - valid[S.QID].nunique()))
+        save_ranker(ctx.store, booster, names, info)
+        ranker = scoring.RankerScorer(booster, names)
+        ctx.set_ranker(ranker)
+        summary = {"rounds": info.get("rounds"), "train_groups": info["train_groups"]}
+    else:
+        ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled")
+    holdout_phase = scoring.restrict_phase(ctx.phase("fit"), holdout_users)
+    holdout = features[features["user"].isin(holdout_users)]
+    options = {name: ranked_candidates(ctx, "fit", holdout, scorer)
+               for name, scorer in scoring.selection_options(config, ranker).items()}
+    selection = scoring.select_final(holdout_phase, options, ctx.candidates("fit"), config)
+    ctx.store.write_json(SELECTION, selection)
+    log.info("final scorer %s at tail_weight %s (%s)", selection["scorer"], selection["selected"],
+             selection["reason"])
+    return summary | {"scorer": selection["scorer"], "selected_tail_weight": selection["selected"]}
 
 
-def ranker_scores(ctx, features: pd.DataFrame, on_ray: bool | None = None) -> np.ndarray:
-    """Ranker score per feature row (the reciprocal-rank blend when the ranker is disabled)."""
-    if not ctx.config.rank.enabled:
-        return reciprocal_rank_blend(features, ctx.config.retrieve.sources)
-    if "booster" not in ctx.cache:
-        ctx.cache["booster"] = load_ranker(ctx.store)
-    booster, names = ctx.cache["booster"]
-    on_ray = ctx.config.rank.score_on_ray if on_ray is None else on_ray
-    if on_ray and len(features) > 0:
-        return score_on_ray(booster, features, names)
-    return predict(booster, features, names)
-
-
-def ranked_lists(ctx, phase_name: str, scored: pd.DataFrame, tail_weight: float, k: int) -> pd.DataFrame:
-    """Rerank scored candidates (user, item, score, best source) into final top-k lists for a phase."""
+def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> scoring.RankedCandidates:
+    """Score feature rows (the ranker on a Ray Data actor pool when `rank.score_on_ray`) and rank them."""
     config = ctx.config
+    if isinstance(scorer, scoring.RankerScorer) and config.rank.score_on_ray and len(features):
+        scores = score_on_ray(scorer.booster, features, scorer.feature_names)
+    else:
+        scores = scorer.score(features)
     phase = ctx.phase(phase_name)
-    users, items, scores = candidate_matrix(scored, config.rerank.depth)
-    appetite = tail_appetite(phase.history.binary, phase.is_tail, users)
-    lists = rerank(users, items, scores, k, tail_weight, config.rerank.method, is_tail=phase.is_tail,
-                   appetite=appetite, vectors=phase.context.vectors)
-    source = scored.set_index(["user", "item"])["source"]
-    return lists.assign(source=source.reindex(pd.MultiIndex.from_frame(lists[["user", "item"]])).to_numpy())
+    scored = scoring.scored_candidates(features, scores, config.retrieve.sources)
+    return scoring.rank_candidates(scored, phase.history, phase.is_tail, config.rerank.depth)
 
 
-def scored_candidates(ctx, features: pd.DataFrame, on_ray: bool | None = None) -> pd.DataFrame:
-    """(user, item, score, source): ranker scores with the best-ranked source of each candidate."""
-    sources = ctx.config.retrieve.sources
-    best = np.asarray(sources)[np.argmin(features[[f"rank_{s}" for s in sources]].to_numpy(), axis=1)]
-    return pd.DataFrame({"user": features["user"].to_numpy(), "item": features["item"].to_numpy(),
-                         "score": ranker_scores(ctx, features, on_ray), "source": best})
+def final_choice(ctx: RunContext) -> tuple[str, float]:
+    selection = ctx.store.read_json(SELECTION) if ctx.store.exists(SELECTION) else None
+    return scoring.final_choice(ctx.config, selection)
 
 
-def constrained_objective(metrics: dict[str, float], floor: float, objective: str = "ndcg@10") -> float:
-    """Maximise `objective` subject to TailRecall@10 >= floor: feasible lists score their objective, infeasible
-    ones score below every feasible one, closer to feasibility scoring higher."""
-    if metrics["tail_recall@10"] >= floor:
-        return float(metrics[objective])
-    return -1.0 + float(metrics["tail_recall@10"]) / max(floor, 1e-12)
-
-
-def select_tail_weight(ctx, holdout_features: pd.DataFrame, holdout_users: np.ndarray) -> dict:
-    """Trade-off curve on the held-out users' valid window. Selected: the largest tail_weight whose NDCG@10 is
-    within `rerank.ndcg_tolerance` of the best weight's and whose TailRecall@10 meets the floor (2x ItemKNN's);
-    if none meets the floor, the weight with the best constrained objective. Small NDCG differences between
-    weights are within noise on a few hundred users, so "best NDCG" alone would pick at random among them."""
+def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
     config = ctx.config
-    phase = ctx.phase("fit")
-    keep = np.isin(phase.users, holdout_users)
-    holdout_phase = replace(phase, users=phase.users[keep], truth=phase.truth[keep])
-    scored = scored_candidates(ctx, holdout_features)
-    candidates = ctx.candidates("fit")
-    itemknn = system_metrics(holdout_phase, candidates[candidates["source"] == "itemknn"], config.eval.ks)
-    floor = config.tune.tail_recall_floor_ratio * itemknn["tail_recall@10"]
-    curve = {}
-    for weight in config.eval.tail_weights:
-        lists = ranked_lists(ctx, "fit", scored, weight, max(config.eval.ks))
-        metrics = system_metrics(holdout_phase, lists, config.eval.ks)
-        curve[str(weight)] = {key: metrics[key] for key in ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")}
-        curve[str(weight)]["objective"] = constrained_objective(metrics, floor, config.tune.objective)
-    best_ndcg = max(curve[str(w)]["ndcg@10"] for w in config.eval.tail_weights)
-    feasible = [w for w in config.eval.tail_weights if curve[str(w)]["tail_recall@10"] >= floor
-                and curve[str(w)]["ndcg@10"] >= (1 - config.rerank.ndcg_tolerance) * best_ndcg]
-    selected = max(feasible) if feasible else max(config.eval.tail_weights,
-                                                  key=lambda w: (curve[str(w)]["objective"], -w))
-    return {"selected": float(selected), "floor_tail_recall@10": floor, "itemknn": itemknn, "curve": curve,
-            "holdout_users": int(len(holdout_phase.users))}
-
-
-def stage_evaluate(ctx) -> dict[str, Any]:
-    config = ctx.config
-    ks = config.eval.ks
     phase = ctx.phase("eval")
     candidates = ctx.candidates("eval")
-    systems = baseline_metrics(phase, candidates, ks)
-    scored = scored_candidates(ctx, ctx.table(FEATURES["eval"]))
-    if config.rerank.select_on_valid and config.rank.enabled and ctx.store.exists("ranker/selection.json"):
-        tail_weight = ctx.store.read_json("ranker/selection.json")["selected"]
-    else:
-        tail_weight = config.rerank.tail_weight
-    curve, final = {}, None
+    features = ctx.features("eval")
+    systems = baseline_metrics(phase, candidates, config.eval.baselines, config.eval.ks)
+    scorer_name, tail_weight = final_choice(ctx)
+    for name in ("blend", "ranker"):  # the combiners alone (tail_weight 0), whether chosen or not
+        if name != "ranker" or config.rank.enabled:
+            ranked = ranked_candidates(ctx, "eval", features, ctx.scorer(name))
+            systems[name.capitalize()] = system_metrics(phase, scoring.phase_lists(phase, ranked, 0.0, config),
+                                                        config.eval.ks)
+    ranked = ranked_candidates(ctx, "eval", features, ctx.scorer(scorer_name))
+    curve, lists = {}, {}
     for weight in sorted(set(config.eval.tail_weights) | {0.0, tail_weight}):
-        lists = ranked_lists(ctx, "eval", scored, weight, max(ks))
-        metrics = system_metrics(phase, lists, ks)
-        curve[str(weight)] = metrics
-        if weight == 0.0:
-            systems["system_tw0"] = metrics
-        if weight == tail_weight:
-            final = lists
+        lists[weight] = scoring.phase_lists(phase, ranked, weight, config)
+        curve[str(weight)] = system_metrics(phase, lists[weight], config.eval.ks)
+    systems["system_tw0"] = curve["0.0"]
     systems["system"] = curve[str(tail_weight)]
-    recall = candidate_recall_table(phase, candidates, config.retrieve.sources)
-    cuts = ctx.cuts()
-    ranker = "XGBoost rank:ndcg (Ray Train)" if config.rank.enabled else "reciprocal-rank blend"
-    info = {"cut_valid": cuts.cut_valid, "cut_test": cuts.cut_test, "catalog": int(phase.history.n_items),
-            "head": int((phase.segments[S.SEGMENT] == S.HEAD).sum()),
-            "tail": int((phase.segments[S.SEGMENT] != S.HEAD).sum()),
-            "cold": int((phase.segments[S.SEGMENT] == S.COLD).sum()),
-            "eval_users": int(len(phase.users)), "history_users": int(phase.history.n_users),
-            "tail_weight": tail_weight, "rerank": config.rerank.method,
-            "final_list": f"{ranker} over the union of {', '.join(config.retrieve.sources)}, "
-                          f"{config.rerank.method} rerank at tail_weight={tail_weight}"}
-    metrics = {"info": info, "systems": systems, "candidate_recall": recall,
-               "tradeoff": {w: {key: m[key] for key in ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")}
-                            for w, m in curve.items()}}
+    metrics = {"info": evaluation_info(ctx, phase, scorer_name, tail_weight), "systems": systems,
+               "candidate_recall": candidate_recall_table(phase, candidates, config.retrieve.sources),
+               "tradeoff": {w: {key: m[key] for key in scoring.CURVE_METRICS} for w, m in curve.items()}}
+    if ctx.store.exists(SELECTION):
+        metrics["selection"] = selection_summary(ctx.store.read_json(SELECTION))
     ctx.store.write_json("metrics.json", metrics)
-    ctx.store.write_table("recommendations.parquet", recommendations_frame(phase, final))
+    ctx.store.write_table("recommendations.parquet", recommendations_frame(phase, lists[tail_weight]))
     from ray_longtail.report import write_report
 
-    write_report(ctx, metrics, {"system_tw0": ranked_lists(ctx, "eval", scored, 0.0, max(ks)), "system": final})
+    write_report(ctx, metrics, {"system_tw0": lists[0.0], "system": lists[tail_weight]})
     return {name: round(values["ndcg@10"], 4) for name, values in systems.items()}
+
+
+def selection_summary(selection: dict) -> dict:
+    """`metrics.json` → `selection`: every option's valid metrics at its tail_weight, and the choice."""
+    options = {name: {key: value for key, value in option.items() if key != "curve"}
+               for name, option in selection["options"].items()}
+    return {"scorer": selection["scorer"], "tail_weight": selection["selected"], "reason": selection["reason"],
+            "floor_tail_recall@10": selection["floor_tail_recall@10"], "holdout_users": selection["holdout_users"],
+            "options": options}
+
+
+def evaluation_info(ctx: RunContext, phase, scorer_name: str, tail_weight: float) -> dict[str, Any]:
+    """`metrics.json` → `info`: the cuts, catalog segments, users and what the final list is."""
+    config = ctx.config
+    cuts = ctx.cuts()
+    ranker = {"ranker": "XGBoost rank:ndcg (Ray Train)", "blend": "reciprocal-rank blend"}.get(
+        scorer_name, f"source {scorer_name} alone")
+    segment = phase.segments[S.SEGMENT]
+    return {"cut_valid": cuts.cut_valid, "cut_test": cuts.cut_test, "catalog": int(phase.history.n_items),
+            "head": int((segment == S.HEAD).sum()), "tail": int((segment != S.HEAD).sum()),
+            "cold": int((segment == S.COLD).sum()), "eval_users": int(len(phase.users)),
+            "history_users": int(phase.history.n_users), "scorer": scorer_name, "tail_weight": tail_weight,
+            "rerank": config.rerank.method,
+            "final_list": f"{ranker} over the union of {', '.join(config.retrieve.sources)}, "
+                          f"{config.rerank.method} rerank at tail_weight={tail_weight}"}

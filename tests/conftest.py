@@ -158,3 +158,14 @@ def pipeline_run(ray_head, bundled_slice, tmp_path_factory):
     first = cli(args, ray_head)
     assert first.returncode == 0, first.stderr[-4000:]
     return args, first, artifacts / "slice"
+
+
+RAY_FIXTURES = {"ray_head", "pipeline_run", "cli_run", "served", "s3"}
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tier is every test that needs the session's Ray cluster, a pipeline run or the S3 server:
+    `pytest -m "not slow"` runs the pure-function tier in seconds."""
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

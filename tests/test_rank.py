@@ -1,22 +1,24 @@
 """Features, Ray Train ranker, rerank and tune on the artifacts of the session's pipeline run (real slice)."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost
 from conftest import cli
 
-from ray_longtail.artifacts import RunStore
+from ray_longtail.artifacts import FEATURE_NAMES, RunStore
 from ray_longtail.config import RankConfig, load_config
 from ray_longtail.data import schema as S
 from ray_longtail.evaluate import system_metrics
 from ray_longtail.features import FeatureBuilder, attach_labels
-from ray_longtail.phase import build_phase
+from ray_longtail.phase import build_phase, read_item_clusters
 from ray_longtail.pipeline import RunContext
 from ray_longtail.rank import predict, shard_queries, train_ranker
 from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
-from ray_longtail.stages import FEATURES, split_holdout
+from ray_longtail.scoring import holdout_split, training_queries
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def test_features_never_see_the_label_window(run_ctx):
     planted = pd.DataFrame({S.USER_ID: [user] * 3 + ["someone"], S.ITEM_ID: [never_in_train] * 4,
                             S.TIMESTAMP: [int(valid[S.TIMESTAMP].max())] * 4, S.EVENT: "purchase", S.VALUE: 1.0})
     cuts = ctx.cuts()
-    ids, vectors, clusters = catalog[S.ITEM_ID].to_numpy(), ctx.vectors(), ctx.clusters()
+    ids, vectors = catalog[S.ITEM_ID].to_numpy(), ctx.vectors()
+    clusters = read_item_clusters(ctx.store, len(ids))
     frames = []
     for labels in (pd.concat([valid, planted]), valid.iloc[:10]):
         phase = build_phase("fit", train, labels, cuts.cut_valid, ids, vectors, clusters, ctx.config)
@@ -67,42 +70,56 @@ def test_shard_queries_keeps_groups_whole_and_sorted():
     assert all(s["qid"].is_monotonic_increasing for s in shards)
 
 
+class KillOnce(xgboost.callback.TrainingCallback):
+    """Fault drill: rank 0 kills its own process at `at_round`, once (a marker file remembers it)."""
+
+    def __init__(self, at_round: int, marker: str):
+        super().__init__()
+        self.at_round, self.marker = at_round, marker
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        import os
+        import signal
+
+        import ray.train
+
+        if (model.num_boosted_rounds() == self.at_round and ray.train.get_context().get_world_rank() == 0
+                and not os.path.exists(self.marker)):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return False
+
+
 @pytest.fixture(scope="module")
 def trained(run_ctx, tmp_path_factory):
     """The ranker trained on Ray Train with 2 workers; rank 0 is killed once at round 10 (FailureConfig)."""
-    features = run_ctx.table(FEATURES["fit"])
-    names = run_ctx.json("feature_names.json")
-    users = np.unique(features["user"])
-    train_users, holdout_users = split_holdout(users, 0.3, seed=1)
-    positive = features.groupby("user")["label"].max()
-    positive = positive[positive > 0].index
-    frame = features.assign(qid=features["user"])
-    train = frame[frame["user"].isin(np.intersect1d(train_users, positive))]
-    valid = frame[frame["user"].isin(np.intersect1d(holdout_users, positive))]
-    log_dir = tmp_path_factory.mktemp("qids")
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    features = run_ctx.features("fit")
+    names = run_ctx.store.read_json(FEATURE_NAMES)
+    train_users, holdout_users = holdout_split(np.unique(features["user"]), 0.3, seed=1)
+    train, valid = training_queries(features, train_users, holdout_users)
+    marker = tmp_path_factory.mktemp("drill") / "killed"
     config = RankConfig(num_boost_round=40, early_stopping_rounds=0, num_workers=2, cpus_per_worker=0.5)
     booster, info = train_ranker(train, valid, names, config, storage_path=str(tmp_path_factory.mktemp("train")),
-                                 kill_at_round=10, max_failures=2, qid_log_dir=str(log_dir))
-    return booster, info, train, frame[frame["user"].isin(holdout_users)], names, log_dir
+                                 max_failures=2, callbacks=[KillOnce(10, str(marker))])
+    holdout = features[features["user"].isin(holdout_users)].assign(qid=lambda f: f["user"])
+    return booster, info, train, holdout, names, marker
 
 
 def test_training_survives_a_killed_worker(trained):
-    booster, info, *_ = trained
-    assert info["failure_injected"]
-    assert booster.num_boosted_rounds() == 40
+    booster, info, *_, marker = trained
+    assert marker.exists()  # the drill did kill rank 0
+    assert booster.num_boosted_rounds() == 40 and info["rounds"] == 40
 
 
 def test_no_query_group_is_split_across_workers(trained):
-    _, _, train, _, _, log_dir = trained
-    logs = [json.loads(p.read_text()) for p in log_dir.glob("*.json")]
-    last_attempt = {}
-    for entry in logs:
-        last_attempt[entry["rank"]] = entry
-    assert set(last_attempt) == {0, 1}
-    shards = [last_attempt[r]["qids"] for r in (0, 1)]
-    assert all(np.all(np.diff(s) >= 0) for s in shards)
-    assert not set(shards[0]) & set(shards[1])
-    assert set(shards[0]) | set(shards[1]) == set(train["qid"])
+    """Workers train on whole, disjoint query groups: rank 0 reports exactly its shard's groups."""
+    _, info, train, *_ = trained
+    shards = [set(shard_queries(train, rank, 2)[S.QID]) for rank in (0, 1)]
+    assert not shards[0] & shards[1] and shards[0] | shards[1] == set(train[S.QID])
+    assert info["world_size"] == 2 and info["train_groups"] == len(shards[0])
 
 
 def test_trained_ranker_beats_random_order(trained, run_ctx):
@@ -128,7 +145,7 @@ def test_trained_ranker_beats_random_order(trained, run_ctx):
 
 def test_rerank_zero_is_identity_and_one_raises_aplt(run_ctx):
     phase = run_ctx.phase("eval")
-    features = run_ctx.table(FEATURES["eval"])
+    features = run_ctx.features("eval")
     scored = pd.DataFrame({"user": features["user"], "item": features["item"],
                            "score": -features["rank_ease"].to_numpy(float) + 0.01 * features["cos_profile"]})
     users, items, values = candidate_matrix(scored, 50)
@@ -176,3 +193,29 @@ def test_train_job_via_ray_job_submit(pipeline_run, ray_head):
     logs = ray_head.submit(["python", "jobs/train_ranker.py", *args[1:], "--force"])
     assert logs.strip().splitlines()[-1] == str(run_dir)
     assert (run_dir / "ranker" / "model.ubj").exists()
+
+
+def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
+    """One config both ways: the rank stage (Ray Train, one worker) and a `tune` trial (in process) train the same
+    ranker and score the same valid-window NDCG@10 at the same tail_weight."""
+    import shutil
+
+    from ray_longtail import pipeline, stages
+    from ray_longtail.artifacts import SELECTION
+    from ray_longtail.config import replace
+    from ray_longtail.tune import evaluate_trial
+
+    shutil.copytree(run_ctx.store.root, tmp_path / "run")
+    config = replace(run_ctx.config, **{"rank.num_workers": 1, "artifacts": str(tmp_path), "run_id": "run"})
+    ctx = RunContext(config, RunStore(str(tmp_path), "run"))
+    stages.stage_rank(ctx)
+    selection = ctx.store.read_json(SELECTION)
+    weight = selection["options"]["ranker"]["tail_weight"]
+    rank = config.rank
+    params = {"n_clusters": config.discover.n_clusters, "n_per_source": config.retrieve.n_per_source,
+              "eta": rank.eta, "max_depth": rank.max_depth, "min_child_weight": rank.min_child_weight,
+              "subsample": rank.subsample, "num_boost_round": rank.num_boost_round, "tail_weight": weight}
+    trial = evaluate_trial(params, pipeline.trial_data(ctx))
+    curve = selection["options"]["ranker"]["curve"]
+    assert trial["ndcg@10"] == pytest.approx(curve[str(weight)]["ndcg@10"], abs=1e-12)
+    assert trial["tail_recall@10"] == pytest.approx(curve[str(weight)]["tail_recall@10"], abs=1e-12)

@@ -6,15 +6,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_longtail.baselines import EASE, ItemKNN, MostPopular
-from ray_longtail.candidates import DAY, History, SourceContext, mask_seen, top_n
 from ray_longtail.config import RetrieveConfig
 from ray_longtail.data import schema as S
 from ray_longtail.data.ingest import bundled_paths
 from ray_longtail.discover import cluster_items, segment_items
 from ray_longtail.embed import TextEncoder, item_texts
+from ray_longtail.history import DAY, History, SourceContext
 from ray_longtail.profile import recency_weights, user_profiles
-from ray_longtail.retrieve import candidate_union, make_sources, reciprocal_rank_blend, wide_candidates
+from ray_longtail.retrieve import candidate_union
+from ray_longtail.scoring import BlendScorer, wide_candidates
+from ray_longtail.sources.base import known_users_batch, make_batch, mask_seen, top_n
+from ray_longtail.sources.collaborative import EASE, ItemKNN, MostPopular
+from ray_longtail.sources.registry import REGISTRY, make_sources
+
+
+def batch_of(history, users):
+    """A batch of history users for sources that read only the history rows."""
+    users = np.asarray(users)
+    return make_batch(history, users, np.zeros((len(users), 1), np.float32), np.zeros((history.n_items, 1)), users,
+                      with_content=False)
 
 
 def events(pairs, ts=1000):
@@ -40,7 +50,7 @@ def test_itemknn_hand_computed_order():
     knn = ItemKNN(neighbors=10).fit(history)
     np.testing.assert_allclose(knn.similarity_.toarray()[2], [1 / math.sqrt(6), 0.5, 0, 1 / math.sqrt(2)], rtol=1e-6)
     u4 = history.user_index(["u4"])
-    items, scores = knn.candidates(u4, 3)
+    items, scores = knn.candidates(batch_of(history, u4), 3)
     # u4 has A: B (.816) > C (.408); D never co-occurs with A -> not proposed
     assert items[0].tolist() == [1, 2, -1]
     np.testing.assert_allclose(scores[0, :2], [2 / math.sqrt(6), 1 / math.sqrt(6)], rtol=1e-6)
@@ -55,7 +65,7 @@ def test_ease_matches_closed_form():
     P = np.linalg.inv(X.T @ X + 2.0 * np.eye(8))
     B = np.eye(8) - P / np.diag(P)
     np.fill_diagonal(B, 0)
-    np.testing.assert_allclose(ease.score_batch(np.arange(5)), X[:5] @ B, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ease.score(batch_of(history, np.arange(5))), X[:5] @ B, rtol=1e-4, atol=1e-5)
 
 
 def test_ease_rejects_a_ridge_that_is_not_positive():
@@ -67,7 +77,7 @@ def test_ease_rejects_a_ridge_that_is_not_positive():
 
 
 def test_spd_inverse_in_place_equals_numpy():
-    from ray_longtail.baselines import spd_inverse
+    from ray_longtail.sources.collaborative import spd_inverse
 
     X = (np.random.default_rng(1).random((60, 25)) < 0.2).astype(np.float64)
     gram = X.T @ X
@@ -115,8 +125,8 @@ def real_slice():
 def test_every_source_respects_n_and_never_returns_history_items(real_slice):
     history, context = real_slice
     users = np.arange(0, history.n_users, 3)
-    sources = [s.fit(history, context) for s in make_sources(RetrieveConfig(als_iterations=3))]
-    long = candidate_union(sources, users, n=20, batch_size=64)
+    sources = [s.fit(history, context) for s in make_sources(RetrieveConfig(als_iterations=3), REGISTRY)]
+    long = candidate_union(sources, history, context, users, n=20, batch_size=64)
     assert set(long["source"]) == {"content", "itemknn", "ease", "als", "popular", "tail_explore"}
     per_user = long.groupby(["source", "user"]).size()
     assert per_user.max() <= 20
@@ -131,30 +141,39 @@ def test_every_source_respects_n_and_never_returns_history_items(real_slice):
     assert (popular.groupby("user")["score"].diff().dropna() <= 0).all()
     wide = wide_candidates(long, ["content", "ease"], 20)
     assert (wide["rank_content"] <= 21).all() and wide[["user", "item"]].duplicated().sum() == 0
-    blend = reciprocal_rank_blend(wide, ["content", "ease"])
+    blend = BlendScorer(["content", "ease"]).score(wide)
     both = wide["score_content"].notna() & wide["score_ease"].notna()
     assert (blend[both] > blend[~both].max() - 1 / 61).all() or not both.any()
 
 
-@pytest.mark.parametrize("exclude_seen", [True, False])
-def test_every_source_fast_path_equals_the_dense_path(real_slice, exclude_seen):
-    """Sources that override `candidates` (sparse or restricted scores) return exactly the dense top-n."""
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_source_meets_the_source_contract(real_slice, name):
+    """fit returns self; candidates have the documented shapes and order, respect exclude_seen, are deterministic,
+    and a source's fast path (sparse or restricted scores) returns exactly the dense top-n."""
     history, context = real_slice
     users = np.arange(0, history.n_users, 2)
-    for source in make_sources(RetrieveConfig(als_iterations=3, ease_max_items=300)):
-        source.fit(history, context)
-        dense = top_n(mask_seen(source.score_batch(users).astype(np.float32), history.binary[users], exclude_seen),
-                      25)
-        fast = source.candidates(users, 25, exclude_seen=exclude_seen)
-        assert (fast[0] >= 0).sum() > 0, source.name
-        np.testing.assert_array_equal(fast[0], dense[0], err_msg=source.name)
-        np.testing.assert_allclose(fast[1], dense[1], rtol=1e-6, err_msg=source.name)
+    (source,) = make_sources(RetrieveConfig(als_iterations=3, ease_max_items=300), [name])
+    assert source.fit(history, context) is source
+    batch = known_users_batch(history, context, users)
+    for exclude_seen in (True, False):
+        items, scores = source.candidates(batch, 25, exclude_seen=exclude_seen)
+        assert items.shape == scores.shape == (len(users), 25) and items.dtype == np.int64
+        assert (items >= 0).sum() > 0
+        assert (np.diff(np.where(items >= 0, scores, np.finfo(np.float32).min), axis=1) <= 0).all()  # best first
+        seen = history.binary[users].toarray().astype(bool)
+        hits = np.take_along_axis(seen, np.maximum(items, 0), axis=1) & (items >= 0)
+        assert not hits.any() if exclude_seen else True
+        dense = top_n(mask_seen(np.array(source.score(batch), np.float32), batch.rows, exclude_seen), 25)
+        np.testing.assert_array_equal(items, dense[0], err_msg=name)
+        np.testing.assert_allclose(scores, dense[1], rtol=1e-6, err_msg=name)
+        again = source.candidates(known_users_batch(history, context, users), 25, exclude_seen=exclude_seen)
+        np.testing.assert_array_equal(again[0], items)
 
 
 def test_most_popular_orders_by_distinct_users(real_slice):
     history, context = real_slice
     popular = MostPopular().fit(history, context)
-    items, _ = popular.candidates(np.array([0]), 5, exclude_seen=False)
+    items, _ = popular.candidates(batch_of(history, [0]), 5, exclude_seen=False)
     pop = history.popularity()
     assert (np.diff(pop[items[0]]) <= 0).all() and pop[items[0][0]] == pop.max()
 

@@ -401,8 +401,8 @@ def test_pipeline_ingest_and_split_on_s3(s3, s3_inputs, caplog):
 def test_recommender_serves_a_run_from_s3(s3, pipeline_run):
     """The Recommender (what Serve's Recommender deployment wraps) loads a finished run through its s3:// URI,
     `<prefix>/latest` included, and answers known users with exactly the run's batch recommendations."""
-    from ray_longtail.recommend import Recommender
-    from ray_longtail.serve.app import resolve_run
+    from ray_longtail.artifacts import resolve_run
+    from ray_longtail.serve.recommender import Recommender
 
     _, _, run_dir = pipeline_run
     pafs.copy_files(str(run_dir), f"{BUCKET}/served/slice", destination_filesystem=s3.filesystem())

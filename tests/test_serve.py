@@ -75,7 +75,7 @@ def items_of(response: httpx.Response) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- without Ray
 def test_latest_resolves_to_the_newest_finished_run(tmp_path, monkeypatch):
-    from ray_longtail.serve.app import resolve_run
+    from ray_longtail.artifacts import resolve_run
 
     for name, mtime in (("old", 1_000), ("new", 2_000), ("unfinished", 3_000)):
         (tmp_path / "artifacts" / name).mkdir(parents=True)
@@ -272,3 +272,22 @@ def test_added_items_are_recommendable_as_cold_items(served):
     after = client.post("/recommend", json={"user_id": user, "k": 5}).json()["items"]
     found = [item for item in after if item["item_id"] == "SERVE-TWIN"]
     assert found and found[0]["segment"] == "cold", after
+
+
+def test_adhoc_user_with_a_known_users_history_gets_that_users_list(pipeline_run):
+    """An unknown user whose recent items (with their times) are a known user's history goes through the same
+    sources, features, ranker and re-ranker, and gets exactly that user's list."""
+    from ray_longtail.serve.recommender import Recommender
+
+    _, _, run_dir = pipeline_run
+    recommender = Recommender(str(run_dir))
+    history = pd.concat([pd.read_parquet(run_dir / "split" / f"{part}.parquet") for part in ("train", "valid")])
+    users = pd.read_parquet(run_dir / "recommendations.parquet")["user_id"].drop_duplicates()
+    for user in users.sample(4, random_state=3):
+        events = history[history["user_id"] == user]
+        known = recommender.recommend(str(user), k=20)
+        adhoc = recommender.recommend(None, k=20, recent_items=events["item_id"].tolist(),
+                                      recent_timestamps=events["timestamp"].tolist())
+        assert adhoc["cold_start"] is False
+        assert [i["item_id"] for i in adhoc["items"]] == [i["item_id"] for i in known["items"]], user
+        assert [i["score"] for i in adhoc["items"]] == pytest.approx([i["score"] for i in known["items"]], rel=1e-5)

@@ -11,22 +11,20 @@ calls the Encoder; /search, /similar with text, and /items do.
 """
 
 import logging
-import posixpath
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pyarrow import fs as pafs
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ray_longtail import __version__
+from ray_longtail.artifacts import open_run_store, resolve_run
 from ray_longtail.errors import UserError
 from ray_longtail.serve.schemas import (
     MAX_BODY_BYTES,
@@ -46,64 +44,14 @@ from ray_longtail.serve.schemas import (
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
-LATEST = "latest"
-DEFAULT_ARTIFACTS = "artifacts"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ARGS = {"run", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 REMOTE_SYNC_S = 2.0  # how often a replica looks for items added by other replicas on a remote (s3://) store
 
 
 # ------------------------------------------------------------------------------------------------ run lookup
-def resolve_run(run: str) -> str:
-    """A run folder or URI as given by the user -> an absolute path or URI of a run folder.
-
-    `latest` = `artifacts/latest`; `<dir>/latest` (when no run is literally named `latest`) = the run under
-    `<dir>` whose metrics.json is newest. A relative local path is looked up from the current directory, then
-    from the repository root (so `serve run serve_config.yaml` finds `artifacts/` wherever Ray starts replicas).
-    """
-    from ray_longtail.artifacts import join_uri, resolve_filesystem
-
-    run = str(run).strip()
-    if not run:
-        raise UserError("run must name a run folder, a URI or 'latest'")
-    if run == LATEST:
-        run = f"{DEFAULT_ARTIFACTS}/{LATEST}"
-    base, sep, query = run.partition("?")
-    base = base.rstrip("/")
-    if "://" not in base:
-        path = Path(base).expanduser()
-        if not path.is_absolute():
-            roots = [Path.cwd(), REPO_ROOT]
-            found = [r / path for r in roots if (r / path).exists()
-                     or (path.name == LATEST and (r / path).parent.is_dir())]
-            path = found[0] if found else Path.cwd() / path
-        base = str(path.absolute())
-    fs, root = resolve_filesystem(base + sep + query)
-    if posixpath.basename(root) != LATEST or _is_file(fs, posixpath.join(root, "manifest.json")):
-        return base + sep + query
-    parent_uri = base.rsplit("/", 1)[0]
-    parent = posixpath.dirname(root)
-    finished = []
-    for info in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
-        if info.type != pafs.FileType.Directory:
-            continue
-        metrics = fs.get_file_info(posixpath.join(info.path, "metrics.json"))
-        if metrics.type == pafs.FileType.File:
-            finished.append((metrics.mtime_ns or 0, posixpath.basename(info.path)))
-    if not finished:
-        raise UserError(f"no finished run (a folder with metrics.json) under {parent_uri}: "
-                        "run `ray-longtail run` first or give --run DIR")
-    return join_uri(parent_uri + sep + query, max(finished)[1])
-
-
-def _is_file(fs, path: str) -> bool:
-    return fs.get_file_info(path).type == pafs.FileType.File
-
-
 def run_config(run: str):
     """The resolved config of a finished run (raises UserError when it is not one)."""
     from ray_longtail.config import load_config
-    from ray_longtail.recommend import open_run_store
 
     store = open_run_store(run)
     if not store.exists("metrics.json"):
@@ -237,7 +185,7 @@ class RecommenderServer:
     `Recommender` is plain, single-threaded Python); only the Encoder calls are awaited concurrently."""
 
     def __init__(self, run: str, encoder: DeploymentHandle):
-        from ray_longtail.recommend import Recommender
+        from ray_longtail.serve.recommender import Recommender
 
         self.run = run
         self.rec = Recommender(run)
@@ -260,11 +208,7 @@ class RecommenderServer:
             raise HTTPException(503, f"encoder unavailable, retry: {type(exc).__name__}") from exc
 
     def _added_listing(self) -> frozenset[str]:
-        from ray_longtail.recommend import ADDED
-
-        store = self.rec.store
-        infos = store.fs.get_file_info(pafs.FileSelector(store.path(ADDED), allow_not_found=True))
-        return frozenset(i.path for i in infos if i.path.endswith(".parquet"))
+        return self.rec.added_log.listing()
 
     def _sync_added(self) -> None:
         """Pick up items that another replica (or a previous app) added to the run since we last looked."""
@@ -281,7 +225,8 @@ class RecommenderServer:
               summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
     async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
         answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
-                                    tail_weight=req.tail_weight, recent_items=req.recent_items)
+                                    tail_weight=req.tail_weight, recent_items=req.recent_items,
+                                    recent_timestamps=req.recent_timestamps)
         answer["user_id"] = req.user_id
         return answer
 

@@ -29,7 +29,17 @@ class RecommendRequest(StrictModel):
                                                   "default: the run's selected tail_weight")
     recent_items: list[str] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST,
                                            description="item ids the user interacted with recently; used when the "
-                                                       "user is unknown (unknown ids are ignored)")
+                                                       "user is unknown (unknown ids are ignored; a repeated id "
+                                                       "is a repeated interaction)")
+    recent_timestamps: list[int] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST,
+                                                description="unix seconds of each recent item (same length as "
+                                                            "recent_items); default: all recent")
+
+    @model_validator(mode="after")
+    def timestamps_match(self) -> RecommendRequest:
+        if self.recent_timestamps is not None and len(self.recent_timestamps) != len(self.recent_items or []):
+            raise ValueError("recent_timestamps must give one time per recent item")
+        return self
 
 
 class SimilarRequest(StrictModel):

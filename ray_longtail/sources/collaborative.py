@@ -1,4 +1,4 @@
-"""Collaborative baselines, each also a candidate source: MostPopular, ItemKNN, EASE and ALS (`implicit`).
+"""Collaborative sources, each also a baseline: MostPopular, ItemKNN, EASE and ALS (`implicit`).
 
 All follow `CandidateSource`: parameters in `__init__`, learned state in `*_` attributes after `fit`.
 """
@@ -11,8 +11,9 @@ import numpy as np
 import scipy.linalg.lapack
 import scipy.sparse as sp
 
-from ray_longtail.candidates import CandidateSource, History, SourceContext, mask_seen, sparse_top_n, top_n
 from ray_longtail.errors import ConfigError
+from ray_longtail.history import History, SourceContext
+from ray_longtail.sources.base import CandidateSource, UserBatch, mask_seen, sparse_top_n, top_n
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +24,23 @@ class MostPopular(CandidateSource):
     name = "popular"
 
     def fit(self, history: History, context: SourceContext | None = None) -> MostPopular:
-        self.history_, self.context_ = history, context
         pop = history.popularity().astype(np.float32)
         self.scores_ = np.log1p(pop)
         self.order_ = np.argsort(-self.scores_, kind="stable")
         return self
 
-    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, batch: UserBatch, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-n from the global order's first n + (most history items in the batch) entries: enough that n
         unseen items remain for every user."""
-        rows = self.history_.binary[users]
+        rows = batch.rows
         most_seen = int(np.diff(rows.indptr).max()) if exclude_seen and rows.shape[0] else 0
         head = self.order_[: n + most_seen]
         scores = np.tile(self.scores_[head], (rows.shape[0], 1))
         top, values = top_n(mask_seen(scores, rows[:, head], exclude_seen), n)
         return np.where(top >= 0, head[np.maximum(top, 0)], -1), values
 
-    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
-        return np.tile(self.scores_, (rows.shape[0], 1))
+    def score(self, batch: UserBatch) -> np.ndarray:
+        return np.tile(self.scores_, (len(batch), 1))
 
 
 class ItemKNN(CandidateSource):
@@ -60,7 +60,6 @@ class ItemKNN(CandidateSource):
         pairs, so the cap bounds memory on heavy-tailed activity (wholesalers, bots)."""
         from ray_longtail.profile import recency_weights
 
-        self.history_, self.context_ = history, context
         X = recency_weights(history, half_life_days=1e12, max_history=self.max_user_items)
         X.data[:] = 1.0
         X = X.tocsc().astype(np.float32)
@@ -73,14 +72,14 @@ class ItemKNN(CandidateSource):
         self.similarity_ = keep_top_k_per_row(sims, self.neighbors)
         return self
 
-    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
-        scores = (rows @ self.similarity_).toarray()
+    def score(self, batch: UserBatch) -> np.ndarray:
+        scores = (batch.rows @ self.similarity_).toarray()
         scores[scores == 0] = -np.inf
         return scores
 
-    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, batch: UserBatch, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-n of the sparse scores (only items that share users with the history have one)."""
-        rows = self.history_.binary[users]
+        rows = batch.rows
         return sparse_top_n((rows @ self.similarity_).tocsr(), rows if exclude_seen else None, n)
 
 
@@ -141,7 +140,7 @@ class EASE(CandidateSource):
         if not self.l2 > 0:
             raise ConfigError(f"retrieve.ease_lambda must be > 0 (the ridge that makes EASE's inverse exist), "
                               f"got {self.l2}")
-        self.history_, self.context_ = history, context
+        self.n_items_ = history.n_items
         pop = history.popularity()
         active = np.flatnonzero(pop > 0)
         if len(active) > self.max_items:
@@ -156,21 +155,26 @@ class EASE(CandidateSource):
         self.weights_ = np.ascontiguousarray(P, dtype=np.float32)  # C order: rows @ weights_ never copies it
         return self
 
-    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
-        scores = np.full((rows.shape[0], self.history_.n_items), -np.inf, dtype=np.float32)
-        scores[:, self.items_] = rows[:, self.items_] @ self.weights_
+    def score(self, batch: UserBatch) -> np.ndarray:
+        scores = np.full((len(batch), self.n_items_), -np.inf, dtype=np.float32)
+        scores[:, self.items_] = batch.rows[:, self.items_] @ self.weights_
         return scores
 
-    def candidates(self, users: np.ndarray, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, batch: UserBatch, n: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Top-n over the `items_` EASE scores (sorted, so ties still go to the lower item index)."""
-        rows = self.history_.binary[users][:, self.items_]
+        rows = batch.rows[:, self.items_]
         scores = np.asarray(rows @ self.weights_, dtype=np.float32)
         top, values = top_n(mask_seen(scores, rows, exclude_seen), n)
         return np.where(top >= 0, self.items_[np.maximum(top, 0)], -1), values
 
 
 class ALS(CandidateSource):
-    """Implicit-feedback matrix factorisation (Hu et al. 2008) from the `implicit` library; score = uᵀv."""
+    """Implicit-feedback matrix factorisation (Hu et al. 2008) from the `implicit` library; score = uᵀv.
+
+    Item factors come from `implicit`'s fit; every user's factors, known at fit time or not, are then the exact
+    ALS user step against those final item factors (`user_factors`), so a history given at serving time scores
+    exactly as the same history seen at fit time.
+    """
 
     name = "als"
 
@@ -186,25 +190,43 @@ class ALS(CandidateSource):
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
-        self.history_, self.context_ = history, context
-        confidence = history.counts.copy()
-        confidence.data = np.log1p(confidence.data).astype(np.float32)
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(factors=self.factors, iterations=self.iterations,
                                             regularization=self.regularization, alpha=self.alpha,
                                             random_state=self.seed, calculate_training_loss=False)
-            model.fit(confidence.tocsr(), show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+            model.fit(self._confidence(history.counts), show_progress=False)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.user_factors_ = self.user_factors(history.counts)
         return self
 
-    def score_batch(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors_[users] @ self.item_factors_.T
+    @staticmethod
+    def _confidence(counts: sp.csr_matrix) -> sp.csr_matrix:
+        confidence = counts.tocsr(copy=True).astype(np.float32)
+        confidence.data = np.log1p(confidence.data).astype(np.float32)
+        return confidence
 
-    def score_rows(self, rows: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
-        """Rows of users unseen at fit time: their factors by the ALS user step, x = (YᵀY + λI)⁻¹ Yᵀ p
-        (binary preferences, unit confidence: the fold-in used for new users)."""
+    def user_factors(self, counts: sp.csr_matrix) -> np.ndarray:
+        """(n_rows, factors) ALS user step for interaction-count rows: x_u = (YᵀC_uY + λI)⁻¹ YᵀC_u p_u with
+        C_u = alpha·log1p(count) on the row's items (the confidence `fit` trains on; implicit's formulation)."""
+        confidence = self._confidence(counts)
+        confidence.data *= self.alpha
         Y = self.item_factors_.astype(np.float64)
-        gram = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
-        factors = np.linalg.solve(gram, (rows @ Y).T).T.astype(np.float32)
+        base = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
+        out = np.zeros((confidence.shape[0], Y.shape[1]), dtype=np.float32)
+        for row in range(confidence.shape[0]):
+            start, end = confidence.indptr[row], confidence.indptr[row + 1]
+            if end == start:
+                continue
+            items, c = confidence.indices[start:end], confidence.data[start:end].astype(np.float64)
+            factors = Y[items]
+            out[row] = np.linalg.solve(base + (factors.T * (c - 1.0)) @ factors, factors.T @ c)
+        return out
+
+    def score(self, batch: UserBatch) -> np.ndarray:
+        """Known users: their factors from fit; rows unseen at fit time: the same user step on their counts."""
+        known = batch.users >= 0
+        factors = np.empty((len(batch), self.item_factors_.shape[1]), dtype=np.float32)
+        factors[known] = self.user_factors_[batch.users[known]]
+        if not known.all():
+            factors[~known] = self.user_factors(batch.counts[~known])
         return factors @ self.item_factors_.T

@@ -1,0 +1,290 @@
+"""The scoring chain, once, for `run`, `tune` and `serve`: candidate union -> features -> scorer (the XGBoost
+ranker or the reciprocal-rank blend) -> ranked candidate matrix -> tail-aware re-rank -> the tail_weight choice.
+
+Pure functions over a `Phase`, fitted sources, a `FeatureBuilder`, a scorer and the config: no `RunContext`, no
+file I/O, no Ray (the stage adapters in `stages.py` run the heavy steps on Ray and call these for the rest).
+Shapes: `long` candidates are (user, item, source, score, rank) rows; `wide` candidates one row per (user, item)
+with `score_<source>` / `rank_<source>` columns; `RankedCandidates` the top `depth` scored candidates per user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from ray_longtail.config import Config
+from ray_longtail.evaluate import system_metrics
+from ray_longtail.features import FeatureBuilder
+from ray_longtail.history import History
+from ray_longtail.phase import Phase
+from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
+
+CURVE_METRICS = ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")
+
+
+# ------------------------------------------------------------------------------------------------ union
+def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:
+    """One row per (user, item), sorted: `score_<source>` (NaN if absent) and `rank_<source>` (n + 1 if absent)."""
+    users = long["user"].to_numpy(np.int64)
+    items = long["item"].to_numpy(np.int64)
+    span = int(items.max()) + 1 if len(items) else 1
+    keys, codes = np.unique(users * span + items, return_inverse=True)
+    out = {"user": keys // span, "item": keys % span}
+    source = long["source"].to_numpy()
+    score = long["score"].to_numpy(np.float32)
+    rank = long["rank"].to_numpy(np.int32)
+    for name in source_names:
+        mask = source == name
+        score_col = np.full(len(keys), np.nan, dtype=np.float32)
+        rank_col = np.full(len(keys), n + 1, dtype=np.int32)
+        score_col[codes[mask]] = score[mask]
+        rank_col[codes[mask]] = rank[mask]
+        out[f"score_{name}"], out[f"rank_{name}"] = score_col, rank_col
+    return pd.DataFrame(out)
+
+
+def union_wide(candidates: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The candidate union of the configured sources (top n_per_source each), one row per (user, item)."""
+    sources, n = config.retrieve.sources, config.retrieve.n_per_source
+    union = candidates[candidates["source"].isin(sources) & (candidates["rank"] <= n)]
+    return wide_candidates(union, sources, n)
+
+
+# ------------------------------------------------------------------------------------------------ features
+def cluster_tail_share(clusters: np.ndarray, is_tail: np.ndarray) -> np.ndarray:
+    """(n_items,) share of tail items in each item's cluster."""
+    share = np.bincount(clusters, weights=is_tail.astype(np.float64)) / np.maximum(np.bincount(clusters), 1)
+    return share[clusters]
+
+
+def fit_feature_builder(phase: Phase, catalog: pd.DataFrame, config: Config,
+                        clusters: np.ndarray | None = None) -> FeatureBuilder:
+    """The phase's fitted FeatureBuilder; cluster tail shares on the phase's own history (`clusters` default:
+    the phase's)."""
+    clusters = phase.context.clusters if clusters is None else clusters
+    context = phase.context if clusters is phase.context.clusters else replace(phase.context, clusters=clusters)
+    return FeatureBuilder(config.retrieve.sources, config.rank.last_n_history).fit(
+        phase.history, context, catalog, cluster_tail_share(clusters, phase.is_tail))
+
+
+def training_queries(features: pd.DataFrame, train_users: np.ndarray,
+                     holdout_users: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid) query groups for the ranker: labelled feature rows of the users with at least one bought
+    candidate (a query without a positive teaches a ranker nothing), with `qid` = the user index."""
+    with_positive = features.groupby("user")["label"].max()
+    positive = with_positive[with_positive > 0].index.to_numpy()
+    frame = features.assign(qid=features["user"].astype(np.int64))
+    train = frame[frame["user"].isin(np.intersect1d(train_users, positive))]
+    valid = frame[frame["user"].isin(np.intersect1d(holdout_users, positive))]
+    return train, valid
+
+
+# ------------------------------------------------------------------------------------------------ scorers
+class BlendScorer:
+    """Reciprocal rank fusion over the union's sources, Σ_s 1 / (k + rank_s) over sources proposing the item
+    (Cormack et al. 2009): robust to the sources' incomparable score scales."""
+
+    name = "blend"
+
+    def __init__(self, source_names: list[str], k: float = 60.0):
+        self.source_names, self.k = list(source_names), k
+
+    def score(self, wide: pd.DataFrame) -> np.ndarray:
+        total = np.zeros(len(wide), dtype=np.float64)
+        for name in self.source_names:
+            score = wide[f"score_{name}"].to_numpy()
+            rank = wide[f"rank_{name}"].to_numpy(dtype=np.float64)
+            total += np.where(np.isnan(score), 0.0, 1.0 / (self.k + rank))
+        return total
+
+
+class SourceScorer:
+    """One source's own order over the union: the items it proposes first, in its rank order (so its top-K is
+    the source's own list), then the rest of the union in blend order (so a re-ranker can still reach them)."""
+
+    def __init__(self, source: str, source_names: list[str], k: float = 60.0):
+        self.source, self.name = source, source
+        self.blend = BlendScorer(source_names, k)
+
+    def score(self, wide: pd.DataFrame) -> np.ndarray:
+        proposed = wide[f"score_{self.source}"].notna().to_numpy()
+        own = 2.0 + 1.0 / (self.blend.k + wide[f"rank_{self.source}"].to_numpy(dtype=np.float64))
+        return np.where(proposed, own, self.blend.score(wide))  # a blend sums < 1: proposed items come first
+
+
+class RankerScorer:
+    """The trained XGBoost ranker over the feature rows."""
+
+    name = "ranker"
+
+    def __init__(self, booster, feature_names: list[str]):
+        self.booster, self.feature_names = booster, list(feature_names)
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        from ray_longtail.rank import predict
+
+        return predict(self.booster, features, self.feature_names)
+
+
+def selection_options(config: Config, ranker: RankerScorer | None) -> dict:
+    """The scorers the final stage chooses among, simplest first: each union source alone, the blend, the
+    ranker (when trained)."""
+    sources = config.retrieve.sources
+    options: dict = {name: SourceScorer(name, sources) for name in sources}
+    options["blend"] = BlendScorer(sources)
+    if ranker is not None:
+        options["ranker"] = ranker
+    return options
+
+
+def best_source(wide: pd.DataFrame, source_names: list[str]) -> np.ndarray:
+    """Per row, the source that ranks the candidate best (first in `source_names` order on ties)."""
+    ranks = wide[[f"rank_{s}" for s in source_names]].to_numpy()
+    return np.asarray(source_names, dtype=object)[np.argmin(ranks, axis=1)]
+
+
+def scored_candidates(features: pd.DataFrame, scores: np.ndarray, source_names: list[str]) -> pd.DataFrame:
+    """(user, item, score, source) of the feature rows with their scores and best-ranked source."""
+    return pd.DataFrame({"user": features["user"].to_numpy(), "item": features["item"].to_numpy(),
+                         "score": scores, "source": best_source(features, source_names)})
+
+
+# ------------------------------------------------------------------------------------------------ lists
+@dataclass(frozen=True)
+class RankedCandidates:
+    """The tail_weight-independent part of the final lists: per user (users (u,)), the top `depth` candidates
+    by score (items (u, depth) -1 padded, scores (u, depth) -inf padded, sources (u, depth) best source names)
+    and the user's tail appetite (u,)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    sources: np.ndarray
+    appetite: np.ndarray
+
+
+def rank_candidates(scored: pd.DataFrame, history: History, is_tail: np.ndarray, depth: int,
+                    appetite: np.ndarray | None = None) -> RankedCandidates:
+    """Scored candidates (user, item, score, source) -> `RankedCandidates`; `appetite` default: from the
+    history rows of the users."""
+    users, items, scores = candidate_matrix(scored, depth)
+    lookup = scored.set_index(["user", "item"])["source"]
+    index = pd.MultiIndex.from_arrays([np.repeat(users, items.shape[1]), items.ravel()])
+    sources = lookup.reindex(index).to_numpy(dtype=object).reshape(items.shape)
+    if appetite is None:
+        appetite = tail_appetite(history.binary, is_tail, users)
+    return RankedCandidates(users=users, items=items, scores=scores, sources=sources, appetite=appetite)
+
+
+def rerank_lists(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
+                 vectors: np.ndarray, users_per_chunk: int = 2048) -> pd.DataFrame:
+    """Final top-k lists (user, item, rank, score, source) at `tail_weight` with the configured re-ranker, in
+    chunks of users (MMR holds a (users, depth, dim) block of candidate vectors)."""
+    parts = []
+    for start in range(0, max(len(ranked.users), 1), users_per_chunk):
+        rows = slice(start, start + users_per_chunk)
+        lists = rerank(ranked.users[rows], ranked.items[rows], ranked.scores[rows], k, tail_weight,
+                       config.rerank.method, is_tail=is_tail, appetite=ranked.appetite[rows], vectors=vectors)
+        row = start + np.searchsorted(ranked.users[rows], lists["user"].to_numpy())
+        parts.append(lists.drop(columns="position").assign(source=ranked.sources[row, lists["position"].to_numpy()]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def phase_lists(phase: Phase, ranked: RankedCandidates, tail_weight: float, config: Config) -> pd.DataFrame:
+    """`rerank_lists` at the largest evaluated cut-off, with the phase's tail flags and item vectors."""
+    return rerank_lists(ranked, max(config.eval.ks), tail_weight, config, phase.is_tail, phase.context.vectors)
+
+
+# ------------------------------------------------------------------------------------------------ selection
+def holdout_split(users: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of user indices into (train users, holdout users)."""
+    rng = np.random.default_rng(seed)
+    holdout = rng.random(len(users)) < share
+    return users[~holdout], users[holdout]
+
+
+def restrict_phase(phase: Phase, users: np.ndarray) -> Phase:
+    """The phase evaluated on the given users only (those of them with ground truth)."""
+    keep = np.isin(phase.users, users)
+    return replace(phase, users=phase.users[keep], truth=phase.truth[keep])
+
+
+def constrained_objective(metrics: dict[str, float], floor: float, objective: str = "ndcg@10") -> float:
+    """Maximise `objective` subject to TailRecall@10 >= floor: feasible lists score their objective, infeasible
+    ones score below every feasible one, closer to feasibility scoring higher."""
+    if metrics["tail_recall@10"] >= floor:
+        return float(metrics[objective])
+    return -1.0 + float(metrics["tail_recall@10"]) / max(floor, 1e-12)
+
+
+def tail_floor(phase: Phase, candidates: pd.DataFrame, config: Config) -> tuple[float, dict[str, float]]:
+    """The TailRecall@10 floor (ratio x ItemKNN's on the phase) and ItemKNN's metrics there."""
+    itemknn = system_metrics(phase, candidates[candidates["source"] == "itemknn"], config.eval.ks)
+    return config.tune.tail_recall_floor_ratio * itemknn["tail_recall@10"], itemknn
+
+
+def tradeoff_curve(phase: Phase, ranked: RankedCandidates, config: Config, floor: float,
+                   weights: list[float] | None = None) -> dict[str, dict[str, float]]:
+    """Per tail_weight (default `eval.tail_weights`): the curve metrics and the constrained objective."""
+    curve = {}
+    for weight in config.eval.tail_weights if weights is None else weights:
+        metrics = system_metrics(phase, phase_lists(phase, ranked, weight, config), config.eval.ks)
+        curve[str(weight)] = {key: metrics[key] for key in (*CURVE_METRICS, config.tune.objective)}
+        curve[str(weight)]["objective"] = constrained_objective(metrics, floor, config.tune.objective)
+    return curve
+
+
+def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float], floor: float,
+                       tolerance: float, metric: str = "ndcg@10") -> tuple[float, bool, str]:
+    """(weight, meets_floor, reason). Within the accuracy budget (`metric` >= (1 - tolerance) x the best
+    weight's), the weight with the most TailRecall@10 (ties: the larger weight): it meets the floor whenever any
+    weight within budget does; when none does, it is the best trade-off the budget allows, and `reason` says so.
+    Small accuracy differences between weights are within noise on a few hundred users, so "best accuracy"
+    alone would pick at random among them."""
+    best = max(curve[str(w)][metric] for w in weights)
+    budget = [w for w in weights if curve[str(w)][metric] >= (1 - tolerance) * best]
+    chosen = max(budget, key=lambda w: (curve[str(w)]["tail_recall@10"], w))
+    meets = curve[str(chosen)]["tail_recall@10"] >= floor
+    if meets:
+        reason = (f"the most tail recall among weights within {tolerance:.0%} of the best {metric}; "
+                  f"meets the floor {floor:.4f}")
+    else:
+        reason = (f"the tail floor {floor:.4f} is out of reach within {tolerance:.0%} of the best {metric} "
+                  f"(best reachable TailRecall@10 {curve[str(chosen)]['tail_recall@10']:.4f}): the most tail "
+                  f"recall the accuracy budget allows")
+    return float(chosen), bool(meets), reason
+
+
+def select_tail_weight(holdout_phase: Phase, ranked: RankedCandidates, config: Config, floor: float) -> dict:
+    """The trade-off curve of one scorer's lists on the held-out users and the weight `choose_tail_weight`
+    picks, with the metrics there."""
+    curve = tradeoff_curve(holdout_phase, ranked, config, floor)
+    weight, meets, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
+                                               config.tune.objective)
+    return {"tail_weight": weight, "meets_floor": meets, "reason": reason, **curve[str(weight)], "curve": curve}
+
+
+def select_final(holdout_phase: Phase, options: dict[str, RankedCandidates], candidates: pd.DataFrame,
+                 config: Config) -> dict:
+    """The final scorer and tail_weight, chosen on the held-out fit-phase users with the run's objective (max
+    `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the ranker;
+    `options` ordered simplest first) gets its own tail_weight; the best option that meets the floor wins, or
+    the best by NDCG@10 when none does; ties go to the simpler option, so the ranker must earn its place."""
+    floor, itemknn = tail_floor(holdout_phase, candidates, config)
+    results = {name: select_tail_weight(holdout_phase, ranked, config, floor) for name, ranked in options.items()}
+    metric = config.tune.objective
+    chosen = max(results, key=lambda name: (results[name]["meets_floor"], results[name][metric],
+                                            -list(results).index(name)))
+    return {"scorer": chosen, "selected": results[chosen]["tail_weight"], "reason": results[chosen]["reason"],
+            "floor_tail_recall@10": floor, "itemknn": itemknn, "holdout_users": int(len(holdout_phase.users)),
+            "options": results}
+
+
+def final_choice(config: Config, selection: dict | None) -> tuple[str, float]:
+    """(scorer name, tail_weight) of the final lists: the valid-window choice (`rerank.select_on_valid`, from
+    `select_final`), else the ranker (the blend when `rank.enabled` is false) at `rerank.tail_weight`."""
+    if config.rerank.select_on_valid and selection is not None:
+        return selection["scorer"], float(selection["selected"])
+    return ("ranker" if config.rank.enabled else "blend"), config.rerank.tail_weight

@@ -1,0 +1,346 @@
+"""Online recommendations from one finished run, through the batch pipeline's own scoring chain
+(`scoring.py`): sources fitted on the eval history -> FeatureBuilder -> scorer -> re-rank.
+
+Plain Python (the Serve deployment wraps `Recommender`; the `recommend` CLI uses it without Serve), in parts
+with one job each: `ServedRun` (what a run serves, loaded once), `ItemIndex` (catalog + items added at serving
+time as one index space), `AddedItemsLog` (their durable log in the run), `UserLists` (the chain for known
+users and for ad-hoc users given by recent items), `cold_start_lists` (unknown users), and the `Recommender`
+facade that answers requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ray_longtail import scoring
+from ray_longtail.artifacts import ADDED, SOURCES_ARTIFACT, RunStore, open_run_store
+from ray_longtail.config import Config, load_config
+from ray_longtail.data import schema as S
+from ray_longtail.errors import UserError
+from ray_longtail.history import History
+from ray_longtail.phase import Phase, load_phase
+from ray_longtail.profile import user_profiles
+from ray_longtail.rank import load_ranker
+from ray_longtail.rerank import candidate_matrix, global_tail_share, rerank, tail_appetite
+from ray_longtail.retrieve import batch_candidates
+from ray_longtail.sources.base import make_batch, top_n
+
+log = logging.getLogger(__name__)
+COLLABORATIVE = ("itemknn", "ease", "als")
+
+
+@dataclass
+class ServedRun:
+    """A finished run as serving needs it: config, eval phase, fitted sources, feature builder and scorer."""
+
+    store: RunStore
+    config: Config
+    phase: Phase
+    sources: list
+    builder: Any
+    scorer: Any
+    catalog: pd.DataFrame
+    default_tail_weight: float
+
+    @classmethod
+    def load(cls, run: str) -> ServedRun:
+        store = open_run_store(run)
+        for needed in ("metrics.json", SOURCES_ARTIFACT, "item_segments.parquet"):
+            if not store.exists(needed):
+                raise UserError(f"run {run} is incomplete ({needed} missing): finish it with `ray-longtail run`")
+        config = load_config(extra=store.manifest()["config"])
+        phase = load_phase(store, "eval", config)
+        catalog = store.read_table("catalog.parquet")
+        info = store.read_json("metrics.json")["info"]
+        name = info.get("scorer", "ranker" if config.rank.enabled else "blend")
+        scorer = scoring.RankerScorer(*load_ranker(store)) if name == "ranker" \
+            else scoring.selection_options(config, None)[name]
+        return cls(store=store, config=config, phase=phase, sources=store.read_pickle(SOURCES_ARTIFACT),
+                   builder=scoring.fit_feature_builder(phase, catalog, config), scorer=scorer, catalog=catalog,
+                   default_tail_weight=float(info["tail_weight"]))
+
+
+@dataclass(frozen=True)
+class ItemIndex:
+    """Catalog items (indices 0..n_catalog-1, the phase's order) followed by items added at serving time (cold
+    tail items); an added item that reuses a catalog id updates that item's vector and title in place."""
+
+    ids: np.ndarray
+    titles: np.ndarray
+    segments: np.ndarray
+    vectors: np.ndarray
+    n_catalog: int
+
+    @classmethod
+    def from_run(cls, run: ServedRun) -> ItemIndex:
+        titles = run.catalog[S.TITLE].fillna("").astype(str).to_numpy(dtype=object)
+        return cls(ids=np.asarray(run.phase.history.item_ids, dtype=object), titles=titles,
+                   segments=run.phase.segments[S.SEGMENT].to_numpy(dtype=object), vectors=run.phase.context.vectors,
+                   n_catalog=len(titles))
+
+    def with_added(self, added: pd.DataFrame) -> ItemIndex:
+        """The catalog part of this index plus `added` (item_id, title, vector)."""
+        catalog = pd.Index(self.ids[: self.n_catalog])
+        position = catalog.get_indexer(added[S.ITEM_ID])
+        vectors, titles = self.vectors[: self.n_catalog].copy(), self.titles[: self.n_catalog].copy()
+        updated, new = added[position >= 0], added[position < 0]
+        if len(updated):
+            vectors[position[position >= 0]] = np.stack(updated["vector"].to_numpy())
+            titles[position[position >= 0]] = updated[S.TITLE].to_numpy(dtype=object)
+        new_vectors = np.stack(new["vector"].to_numpy()) if len(new) else np.zeros((0, vectors.shape[1]), np.float32)
+        return ItemIndex(ids=np.concatenate([self.ids[: self.n_catalog], new[S.ITEM_ID].to_numpy(dtype=object)]),
+                         titles=np.concatenate([titles, new[S.TITLE].to_numpy(dtype=object)]),
+                         segments=np.concatenate([self.segments[: self.n_catalog],
+                                                  np.full(len(new), S.COLD, dtype=object)]),
+                         vectors=np.vstack([vectors, new_vectors]).astype(np.float32), n_catalog=self.n_catalog)
+
+    @property
+    def n_added(self) -> int:
+        return len(self.ids) - self.n_catalog
+
+    def positions(self, item_ids: list[str], catalog_only: bool = False) -> np.ndarray:
+        """Index of each known id (unknown ids are skipped; `catalog_only` skips added items too)."""
+        positions = pd.Index(self.ids).get_indexer(pd.Index([str(i) for i in item_ids]))
+        positions = positions[positions >= 0]
+        return positions[positions < self.n_catalog] if catalog_only else positions
+
+    def nearest(self, vector: np.ndarray, k: int, tail_only: bool, exclude: np.ndarray) -> list[dict[str, Any]]:
+        """The k items most similar to `vector` (cosine), optionally tail only, without the `exclude` indices."""
+        scores = self.vectors @ np.asarray(vector, np.float32)
+        if tail_only:
+            scores = np.where(self.segments != S.HEAD, scores, -np.inf)
+        scores[exclude] = -np.inf
+        items, values = top_n(scores[None, :].astype(np.float32), k)
+        return [self.item(int(i), float(v), "content", "text similarity")
+                for i, v in zip(items[0], values[0], strict=True) if i >= 0]
+
+    def item(self, item: int, score: float, source: str, reason: str) -> dict[str, Any]:
+        return {"item_id": str(self.ids[item]), "title": str(self.titles[item]), "score": score,
+                "segment": str(self.segments[item]), "source": source, "reason": reason}
+
+
+class AddedItemsLog:
+    """Items added at serving time, kept durably in the run (`added_items/<ns>.parquet`, one file per request),
+    so a restarted or another replica sees them."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+
+    def listing(self) -> frozenset[str]:
+        from pyarrow import fs as pafs
+
+        infos = self.store.fs.get_file_info(pafs.FileSelector(self.store.path(ADDED), allow_not_found=True))
+        return frozenset(i.path for i in infos if i.path.endswith(".parquet"))
+
+    def load(self) -> pd.DataFrame:
+        """Every added item (item_id, title, vector), the latest version of each id."""
+        frames = [self.store.read_table(f"{ADDED}/{path.rsplit('/', 1)[1]}") for path in sorted(self.listing())]
+        frames = [f.assign(vector=[np.asarray(v, np.float32) for v in f["vector"]]) for f in frames]
+        empty = pd.DataFrame({S.ITEM_ID: pd.Series(dtype=str), S.TITLE: pd.Series(dtype=str), "vector": []})
+        return pd.concat([empty, *frames], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last")
+
+    def append(self, frame: pd.DataFrame) -> None:
+        self.store.write_table(f"{ADDED}/{time.time_ns()}.parquet", frame)
+
+
+class UserLists:
+    """The scoring chain for one serving-time user: a known history user, or an ad-hoc user whose history is
+    given in the request (built into a `History` and scored by exactly the same sources, features and scorer).
+    Items added at serving time join as content candidates and borrow the score of their nearest candidate."""
+
+    def __init__(self, run: ServedRun, items: ItemIndex, min_cosine: float = 0.5):
+        self.run, self.items, self.min_cosine = run, items, min_cosine
+        self.builder = run.builder.with_new_items(items.vectors[items.n_catalog:])
+        self.global_tail_share = global_tail_share(run.phase.history.binary, run.phase.is_tail)
+        self.n = max(run.config.retrieve.n_per_source, max(run.config.eval.ks))
+
+    def known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
+        phase = self.run.phase
+        profile = phase.context.profiles[[user]]
+        batch = make_batch(phase.history, [user], profile, phase.context.vectors, users=[user])
+        return self._ranked(batch, np.array([user]), self.builder, exclude_seen, phase.history.binary[[user]])
+
+    def adhoc(self, history: History, exclude_seen: bool) -> scoring.RankedCandidates:
+        """`history`: one user's interactions over the catalog items (same item order and end as the phase)."""
+        config = self.run.config
+        profile = user_profiles(history, self.run.phase.context.vectors, config.profile.half_life_days,
+                                config.profile.max_history)
+        builder = self.builder.with_new_users(history, profile)
+        batch = make_batch(history, [0], profile, self.run.phase.context.vectors)
+        return self._ranked(batch, np.array([builder.n_users - 1]), builder, exclude_seen, history.binary)
+
+    def _ranked(self, batch, label: np.ndarray, builder, exclude_seen: bool, rows) -> scoring.RankedCandidates:
+        run = self.run
+        long = batch_candidates(run.sources, batch, self.n, exclude_seen, user_labels=label)
+        long = pd.concat([long, self._added_candidates(batch.profiles[0], long, int(label[0]))], ignore_index=True)
+        features = builder.transform(scoring.union_wide(long, run.config))
+        scored = scoring.scored_candidates(features, run.scorer.score(features), run.config.retrieve.sources)
+        appetite = tail_appetite(rows, run.phase.is_tail, [0], global_share=self.global_tail_share)
+        return scoring.rank_candidates(self._borrow_scores(scored), run.phase.history, run.phase.is_tail,
+                                       run.config.rerank.depth, appetite=appetite)
+
+    def _added_candidates(self, profile: np.ndarray, long: pd.DataFrame, label: int) -> pd.DataFrame:
+        """Added items within the content source's top n by cosine to the profile, or close (cosine >=
+        min_cosine) to one of the user's catalog candidates, as content candidates."""
+        items, config = self.items, self.run.config
+        if not items.n_added or "content" not in config.retrieve.sources:
+            return long.iloc[:0]
+        added = items.vectors[items.n_catalog:]
+        scores = added @ profile
+        content = np.sort(long.loc[long["source"] == "content", "score"].to_numpy())[::-1]
+        order = np.argsort(-scores, kind="stable")
+        ranks = np.empty(items.n_added, dtype=np.int64)
+        ranks[order] = np.arange(items.n_added) + 1 + np.searchsorted(-content, -scores[order], side="right")
+        near = np.zeros(items.n_added, dtype=bool)
+        if len(long):
+            near = (added @ items.vectors[np.unique(long["item"].to_numpy())].T).max(axis=1) >= self.min_cosine
+        keep = (ranks <= config.retrieve.n_per_source) | near
+        ranks = np.minimum(ranks, config.retrieve.n_per_source)
+        return pd.DataFrame({"user": label, "item": items.n_catalog + np.flatnonzero(keep), "source": "content",
+                             "score": scores[keep].astype(np.float32), "rank": ranks[keep].astype(np.int32)})
+
+    def _borrow_scores(self, scored: pd.DataFrame) -> pd.DataFrame:
+        """The scorer has seen no item without history, so an added item takes the score of its most similar
+        catalog candidate (if cosine >= min_cosine)."""
+        item = scored["item"].to_numpy()
+        new = item >= self.items.n_catalog
+        if not new.any() or new.all():
+            return scored
+        vectors = self.items.vectors
+        sims = vectors[item[new]] @ vectors[item[~new]].T
+        borrowed = scored["score"].to_numpy()[~new][sims.argmax(axis=1)]
+        scores = scored["score"].to_numpy().copy()
+        scores[new] = np.where(sims.max(axis=1) >= self.min_cosine, borrowed, scores[new])
+        return scored.assign(score=scores)
+
+
+def cold_start_lists(phase: Phase, vectors: np.ndarray, k: int, tail_weight: float, depth: int) -> pd.DataFrame:
+    """Unknown user: the most popular items, diversified over embeddings (MMR, λ = max(tail_weight, 0.3))."""
+    pop = phase.history.popularity()
+    top = np.argsort(-pop, kind="stable")[: max(depth, k)]
+    frame = pd.DataFrame({"user": 0, "item": top, "score": np.log1p(pop[top]).astype(np.float32)})
+    users, items, values = candidate_matrix(frame, depth)
+    return rerank(users, items, values, k, max(tail_weight, 0.3), "mmr", vectors=vectors)
+
+
+def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None) -> History:
+    """One ad-hoc user's History over the phase's items: `items` (catalog indices, repeats are repeat
+    interactions) at `timestamps` (default: the history's end; later times are clipped to it)."""
+    end = phase.history.end_ts
+    ts = np.full(len(items), end, dtype=np.int64) if timestamps is None else np.minimum(np.asarray(timestamps), end)
+    events = pd.DataFrame({S.USER_ID: "adhoc", S.ITEM_ID: phase.history.item_ids[items], S.TIMESTAMP: ts})
+    return History.build(events, phase.history.item_ids, end)
+
+
+class Recommender:
+    """Answers requests for one run. The tail_weight-independent part of a known user's list is kept (LRU of
+    `cache_users`) so that a request only pays for the re-ranking at its own tail_weight."""
+
+    def __init__(self, run: str, cache_users: int = 50_000):
+        self.run = ServedRun.load(run)
+        self.store, self.config = self.run.store, self.run.config
+        self.added_log = AddedItemsLog(self.store)
+        self.catalog_items = ItemIndex.from_run(self.run)
+        self.cache: OrderedDict[tuple[int, bool], scoring.RankedCandidates] = OrderedDict()
+        self.cache_users = cache_users
+        self._use_added(self.added_log.load())
+
+    def _use_added(self, added: pd.DataFrame) -> None:
+        self.added = added
+        self.items = self.catalog_items.with_added(added)
+        self.lists = UserLists(self.run, self.items)
+        self.cache.clear()
+
+    def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
+                  tail_weight: float | None = None, recent_items: list[str] | None = None,
+                  recent_timestamps: list[int] | None = None) -> dict[str, Any]:
+        """Known user -> the run's chain; unknown user with known `recent_items` -> the same chain over that
+        ad-hoc history; otherwise a cold-start answer."""
+        weight = self.run.default_tail_weight if tail_weight is None else float(tail_weight)
+        phase = self.run.phase
+        user = int(phase.history.user_index([user_id])[0]) if user_id is not None else -1
+        if user >= 0:
+            history_items = phase.history.binary[user].indices
+            ranked = self._known(user, exclude_seen)
+        else:
+            if recent_timestamps is not None and len(recent_timestamps) != len(recent_items or []):
+                raise UserError("recent_timestamps must give one time per recent item")
+            known = pd.Index(self.items.ids[: self.items.n_catalog]).get_indexer(pd.Index(recent_items or []))
+            history_items = known[known >= 0]
+            if not len(history_items):
+                return self._cold_start(k, weight, user_id)
+            stamps = None if recent_timestamps is None else list(np.asarray(recent_timestamps)[known >= 0])
+            ranked = self.lists.adhoc(adhoc_history(phase, history_items, stamps), exclude_seen)
+        lists = scoring.rerank_lists(ranked, k, weight, self.config, self._is_tail(), self.items.vectors)
+        items = [self._explained(int(i), float(s), str(src), history_items)
+                 for i, s, src in zip(lists["item"], lists["score"], lists["source"], strict=True)]
+        return {"user_id": user_id, "cold_start": False, "tail_weight": weight, "items": items}
+
+    def _known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
+        key = (user, exclude_seen)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        self.cache[key] = ranked = self.lists.known(user, exclude_seen)
+        if len(self.cache) > self.cache_users:
+            self.cache.popitem(last=False)
+        return ranked
+
+    def _is_tail(self) -> np.ndarray:
+        return self.items.segments != S.HEAD
+
+    def _cold_start(self, k: int, weight: float, user_id: str | None) -> dict[str, Any]:
+        lists = cold_start_lists(self.run.phase, self.items.vectors, k, weight, self.config.rerank.depth)
+        items = [self.items.item(int(i), float(s), "popular", "popular")
+                 for i, s in zip(lists["item"], lists["score"], strict=True)]
+        return {"user_id": user_id, "cold_start": True, "tail_weight": weight, "items": items}
+
+    def _explained(self, item: int, score: float, source: str, history_items: np.ndarray) -> dict[str, Any]:
+        """The item with a reason: its source and the history item it is closest to."""
+        reason = source
+        if len(history_items):
+            vectors = self.run.phase.context.vectors
+            closest = history_items[int(np.argmax(vectors[history_items] @ self.items.vectors[item]))]
+            verb = "bought together with" if source in COLLABORATIVE else "similar to"
+            reason = f"{source}: {verb} '{self.catalog_items.titles[closest]}'"
+        return self.items.item(item, score, source, reason)
+
+    def similar(self, item_id: str | None = None, vector: np.ndarray | None = None, k: int = 10,
+                tail_only: bool = False) -> dict[str, Any]:
+        exclude = np.zeros(0, dtype=np.int64)
+        if item_id is not None:
+            exclude = self.items.positions([item_id])
+            if not len(exclude):
+                raise KeyError(f"unknown item_id {item_id!r}")
+            vector = self.items.vectors[exclude[0]]
+        return {"items": self.items.nearest(vector, k, tail_only, exclude)}
+
+    def search(self, vector: np.ndarray, k: int = 10, tail_only: bool = False) -> dict[str, Any]:
+        return {"items": self.items.nearest(vector, k, tail_only, np.zeros(0, dtype=np.int64))}
+
+    def add_items(self, items: pd.DataFrame, vectors: np.ndarray) -> dict[str, Any]:
+        """Add or update items (embedded by the caller): searchable and recommendable as cold items at once,
+        and appended durably to the run so a restart keeps them."""
+        frame = items[[S.ITEM_ID, S.TITLE]].astype(str).assign(vector=list(np.asarray(vectors, np.float32)))
+        self.added_log.append(frame)
+        self._use_added(pd.concat([self.added, frame], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last"))
+        return {"added": int(len(frame)), "total_added": int(len(self.added))}
+
+    def reload_added(self) -> None:
+        """Re-read the added items (those another replica added) and refresh the index space."""
+        self._use_added(self.added_log.load())
+
+    def metadata(self) -> dict[str, Any]:
+        counts = pd.Series(self.catalog_items.segments).value_counts().to_dict()
+        return {"run_id": self.store.run_id, "model": self.config.embed.model,
+                "catalog": int(self.catalog_items.n_catalog), "added_items": int(self.items.n_added),
+                "segments": {k: int(v) for k, v in counts.items()}, "users": int(self.run.phase.history.n_users),
+                "default_tail_weight": self.run.default_tail_weight,
+                "ranker": self.run.scorer.name}
