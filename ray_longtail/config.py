@@ -145,7 +145,7 @@ class EmbedConfig:
     batch_size: int = number(64, gt=0)  # texts per forward pass
     block_size: int = number(1024, gt=0)  # rows per Ray Data batch handed to one actor call
     num_actors: int = number(1, gt=0)
-    cpus_per_actor: float = number(1.0, gt=0)
+    cpus_per_actor: float = number(2.0, gt=0)  # capped at the largest node's CPUs
     num_gpus_per_actor: float = number(0.0, ge=0)  # > 0 puts actors on GPUs (fp16); "auto" behaviour via device
     device: str = choice("auto", EMBED_DEVICES)  # auto | cpu | cuda | cuda:<n>
 

@@ -167,6 +167,15 @@ def gpu_actor_share(config: EmbedConfig, cluster_gpus: float) -> float:
     return 0.0
 
 
+def actor_cpus(requested: float) -> float:
+    """`requested` CPUs per embedding actor, at most the CPUs of the cluster's largest node (a request no node
+    can hold would never be scheduled)."""
+    import ray
+
+    largest = max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=1.0)
+    return float(min(requested, max(largest, 1.0)))
+
+
 def embed_items(catalog: pd.DataFrame, config: EmbedConfig) -> pa.Table:
     """Embed every catalog item on a Ray Data actor pool. Returns the (item_id, vector) table in catalog order."""
     import ray
@@ -181,7 +190,7 @@ def embed_items(catalog: pd.DataFrame, config: EmbedConfig) -> pa.Table:
     log.info("embedding %d items on %d actor(s) (%s, model %s)", len(frame), actors, device, config.model)
     blocks = [frame.iloc[i:i + config.block_size] for i in range(0, len(frame), config.block_size)]
     dataset = ray.data.from_pandas(blocks)
-    resources = {"num_cpus": config.cpus_per_actor} | ({"num_gpus": num_gpus} if num_gpus > 0 else {})
+    resources = {"num_cpus": actor_cpus(config.cpus_per_actor)} | ({"num_gpus": num_gpus} if num_gpus > 0 else {})
     embedded = dataset.map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": config.model, "max_length": config.max_length,

@@ -20,10 +20,10 @@ def rec_matrix(users: np.ndarray, lists: pd.DataFrame, width: int) -> np.ndarray
     `users` must be sorted; rows of `lists` for other users or with rank > width are ignored.
     """
     out = np.full((len(users), width), -1, dtype=np.int64)
-    user = lists["user"].to_numpy()
+    user = lists["user"].to_numpy(np.int64)
     pos = np.searchsorted(users, user)
     pos_clipped = np.minimum(pos, len(users) - 1) if len(users) else pos
-    rank = lists["rank"].to_numpy()
+    rank = lists["rank"].to_numpy(np.int64)
     keep = (len(users) > 0) & (pos < len(users)) & (users[pos_clipped] == user) & (rank >= 1) & (rank <= width)
     out[pos[keep], rank[keep] - 1] = lists["item"].to_numpy()[keep]
     return out

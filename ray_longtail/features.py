@@ -1,7 +1,8 @@
 """Features: one row per (user, candidate) for the ranker, computed from a phase's history only.
 
-Columns: every source's score (NaN = not proposed: XGBoost's missing value) and rank (n + 1 = not proposed),
-n_sources, user-item cosine, max/mean cosine to the user's last N history items, log popularity, tail/cold
+Columns: every source's score min-max scaled within the user's candidates (NaN = not proposed: XGBoost's
+missing value) and rank (n + 1 = not proposed), n_sources, user-item cosine, max/mean cosine to the user's
+last N history items, popularity percentile (scale-free: the eval history is longer than the fit one), tail/cold
 flags, cluster tail share, item age (days since its first interaction in the history; catalog dates are
 not used: offline they are often derived from the whole log, label windows included), price relative to
 the user's median price, category and brand match with the history, user activity and recency.
@@ -32,6 +33,9 @@ class FeatureBuilder:
         self.vectors_ = context.vectors
         pop = history.popularity()
         self.log_pop_ = np.log1p(pop).astype(np.float32)
+        order = np.argsort(pop, kind="stable")  # popularity percentile: the same scale whatever the history length
+        self.pop_pct_ = np.empty(len(pop), dtype=np.float32)
+        self.pop_pct_[order] = np.arange(len(pop), dtype=np.float32) / max(len(pop) - 1, 1)
         self.is_tail_ = context.is_tail.astype(np.float32)
         self.is_cold_ = (pop == 0).astype(np.float32)
         self.cluster_tail_share_ = np.asarray(cluster_tail_share, dtype=np.float32)
@@ -87,8 +91,8 @@ class FeatureBuilder:
         m = len(vectors)
         new_vectors = np.asarray(vectors, np.float32).reshape(m, self.vectors_.shape[1])
         extended.vectors_ = np.vstack([self.vectors_, new_vectors])
-        for name, fill in (("log_pop_", 0.0), ("is_tail_", 1.0), ("is_cold_", 1.0), ("cluster_tail_share_", np.nan),
-                           ("item_age_days_", np.nan), ("log_price_", np.nan)):
+        for name, fill in (("log_pop_", 0.0), ("pop_pct_", 0.0), ("is_tail_", 1.0), ("is_cold_", 1.0),
+                           ("cluster_tail_share_", np.nan), ("item_age_days_", np.nan), ("log_price_", np.nan)):
             setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, fill, dtype=np.float32)]))
         for name in ("category_codes_", "brand_codes_"):
             setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, -1)]))
@@ -96,8 +100,8 @@ class FeatureBuilder:
 
     @property
     def feature_names(self) -> list[str]:
-        per_source = [f"{p}_{s}" for s in self.source_names for p in ("score", "rank")]
-        return per_source + ["n_sources", "cos_profile", "cos_max_last", "cos_mean_last", "log_pop", "is_tail",
+        per_source = [f"{p}_{s}" for s in self.source_names for p in ("score_norm", "rank")]
+        return per_source + ["n_sources", "cos_profile", "cos_max_last", "cos_mean_last", "pop_pct", "is_tail",
                              "is_cold", "cluster_tail_share", "item_age_days", "price_vs_user", "category_match",
                              "brand_match", "user_log_items", "user_days_since"]
 
@@ -113,6 +117,9 @@ class FeatureBuilder:
         cos_max, cos_mean, category, brand = self._history_similarity(users, items, item_vectors)
         out["cos_max_last"], out["cos_mean_last"] = cos_max, cos_mean
         out["log_pop"] = self.log_pop_[items]
+        out["pop_pct"] = self.pop_pct_[items]
+        for name in self.source_names:
+            out[f"score_norm_{name}"] = per_user_minmax(out["user"].to_numpy(), out[f"score_{name}"].to_numpy())
         out["is_tail"] = self.is_tail_[items]
         out["is_cold"] = self.is_cold_[items]
         out["cluster_tail_share"] = self.cluster_tail_share_[items]
@@ -148,6 +155,19 @@ class FeatureBuilder:
                 share = (cand[:, None] == codes[hist][None, :]).mean(axis=1)
                 target[rows] = np.where(cand >= 0, share, np.nan)
         return cos_max, cos_mean, category, brand
+
+
+def per_user_minmax(users: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` min-max scaled within each user's rows (NaN stays NaN; a user's single value scales to 1): raw
+    source scores grow with history length (ItemKNN and EASE sum over history items), so the ranker learns on
+    their per-user shape, which is the same in the fit and the eval phase."""
+    frame = pd.DataFrame({"user": users, "value": values})
+    grouped = frame.groupby("user")["value"]
+    low, high = grouped.transform("min").to_numpy(), grouped.transform("max").to_numpy()
+    span = high - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 1.0)
+    return np.where(np.isnan(values), np.nan, scaled).astype(np.float32)
 
 
 def _codes(catalog: pd.DataFrame, column: str) -> np.ndarray:

@@ -54,15 +54,8 @@ def _safe_mean(num: np.ndarray, den: np.ndarray) -> float:
     return float(np.mean(num / den))
 
 
-def ranking_metrics(
-    rec_items: np.ndarray,
-    truth: scipy.sparse.csr_matrix,
-    pop: np.ndarray,
-    is_tail: np.ndarray,
-    is_cold: np.ndarray,
-    n_hist_users: int,
-    ks: Sequence[int] = (10, 20),
-) -> dict[str, float]:
+def ranking_metrics(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, pop: np.ndarray, is_tail: np.ndarray,
+                    is_cold: np.ndarray, n_hist_users: int, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
     """Ranking, long-tail and diversity metrics at every K in `ks`.
 
     rec_items: int array (n_users, L) of item indices, each row a ranked list, padded with -1 (L may be < or > K;
@@ -85,9 +78,7 @@ def ranking_metrics(
     n_users, n_items = truth.shape
     if rec_items.shape[0] != n_users:
         raise ValueError(f"rec_items has {rec_items.shape[0]} rows but truth has {n_users}")
-    pop = np.asarray(pop)
-    is_tail = np.asarray(is_tail, dtype=bool)
-    is_cold = np.asarray(is_cold, dtype=bool)
+    pop, is_tail, is_cold = np.asarray(pop), np.asarray(is_tail, dtype=bool), np.asarray(is_cold, dtype=bool)
     _check_item_vectors(n_items, pop=pop, is_tail=is_tail, is_cold=is_cold)
 
     # Restrict everything to evaluated users (non-empty ground truth).
@@ -102,15 +93,8 @@ def ranking_metrics(
     cold_users = g_cold > 0
 
     k_max = max(ks)
-    R = rec_items[evaluated, :k_max].astype(np.int64)  # (n_eval, min(L, k_max)); a copy
-    if R.size and (R.min() < -1 or R.max() >= n_items):
-        raise ValueError(f"rec_items must hold item indices in [0, {n_items}) or -1 padding")
+    R = _checked_recs(rec_items[evaluated, :k_max], n_items)
     valid = R >= 0
-    if R.shape[1] > 1:
-        srt = np.sort(R, axis=1)
-        if np.any((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)):
-            raise ValueError("an item appears more than once in a row of rec_items")
-        del srt
     safe = np.where(valid, R, 0)  # padding mapped to item 0, always masked by `valid`
     keys = np.arange(n_eval, dtype=np.int64)[:, None] * np.int64(n_items) + safe
     hit = _isin_sorted(_truth_keys(truth), keys) & valid
@@ -141,20 +125,36 @@ def ranking_metrics(
         out[f"tail_recall@{k}"] = _safe_mean(hit_tail[tail_users, :w].sum(axis=1), g_tail[tail_users])
         out[f"cold_recall@{k}"] = _safe_mean(hit_cold[cold_users, :w].sum(axis=1), g_cold[cold_users])
 
-        v = valid[:, :w]
-        items = R[:, :w][v]  # every recommended (user, item) pair in the top-K
-        exposure = np.bincount(items, minlength=n_items)
-        out[f"coverage@{k}"] = float(np.count_nonzero(exposure)) / n_items
-        out[f"aplt@{k}"] = float(np.mean(tail_rec[:, :w].sum(axis=1) / k))
-        total = exposure.sum()
-        if total == 0:
-            out[f"gini@{k}"] = 0.0
-        else:
-            x = np.sort(exposure).astype(np.float64)
-            i = np.arange(1, n_items + 1, dtype=np.float64)
-            out[f"gini@{k}"] = float(np.sum((2.0 * i - n_items - 1.0) * x) / (n_items * float(total)))
-        out[f"novelty@{k}"] = float(surprisal[items].mean()) if items.size else 0.0
+        out.update(_exposure_metrics(R[:, :w][valid[:, :w]], tail_rec[:, :w], surprisal, n_items, k))
     return out
+
+
+def _checked_recs(recs: np.ndarray, n_items: int) -> np.ndarray:
+    """int64 copy of ranked lists (n, L), checked: indices in [0, n_items) or -1, no repeats within a row."""
+    R = recs.astype(np.int64)
+    if R.size and (R.min() < -1 or R.max() >= n_items):
+        raise ValueError(f"rec_items must hold item indices in [0, {n_items}) or -1 padding")
+    if R.shape[1] > 1:
+        srt = np.sort(R, axis=1)
+        if np.any((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)):
+            raise ValueError("an item appears more than once in a row of rec_items")
+    return R
+
+
+def _exposure_metrics(items: np.ndarray, tail_rec: np.ndarray, surprisal: np.ndarray, n_items: int,
+                      k: int) -> dict[str, float]:
+    """Coverage, APLT, Gini and Novelty at k from every recommended (user, item) pair of the top-k (`items`) and
+    the (users, w) tail flags of the lists."""
+    exposure = np.bincount(items, minlength=n_items)
+    total = exposure.sum()
+    gini = 0.0
+    if total:
+        x = np.sort(exposure).astype(np.float64)
+        i = np.arange(1, n_items + 1, dtype=np.float64)
+        gini = float(np.sum((2.0 * i - n_items - 1.0) * x) / (n_items * float(total)))
+    return {f"coverage@{k}": float(np.count_nonzero(exposure)) / n_items,
+            f"aplt@{k}": float(np.mean(tail_rec.sum(axis=1) / k)), f"gini@{k}": gini,
+            f"novelty@{k}": float(surprisal[items].mean()) if items.size else 0.0}
 
 
 def candidate_recall(

@@ -197,6 +197,16 @@ def phase_lists(phase: Phase, ranked: RankedCandidates, tail_weight: float, conf
     return rerank_lists(ranked, max(config.eval.ks), tail_weight, config, phase.is_tail, phase.context.vectors)
 
 
+def cold_start_lists(popularity: np.ndarray, vectors: np.ndarray, k: int, tail_weight: float,
+                     depth: int) -> pd.DataFrame:
+    """A user without history: the most popular items, diversified over embeddings (MMR, λ = max(tail_weight,
+    0.3)); (user 0, item, rank, score) rows."""
+    top = np.argsort(-popularity, kind="stable")[: max(depth, k)]
+    frame = pd.DataFrame({"user": 0, "item": top, "score": np.log1p(popularity[top]).astype(np.float32)})
+    users, items, values = candidate_matrix(frame, depth)
+    return rerank(users, items, values, k, max(tail_weight, 0.3), "mmr", vectors=vectors)
+
+
 # ------------------------------------------------------------------------------------------------ selection
 def holdout_split(users: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of user indices into (train users, holdout users)."""

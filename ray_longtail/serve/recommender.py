@@ -4,7 +4,7 @@
 Plain Python (the Serve deployment wraps `Recommender`; the `recommend` CLI uses it without Serve), in parts
 with one job each: `ServedRun` (what a run serves, loaded once), `ItemIndex` (catalog + items added at serving
 time as one index space), `AddedItemsLog` (their durable log in the run), `UserLists` (the chain for known
-users and for ad-hoc users given by recent items), `cold_start_lists` (unknown users), and the `Recommender`
+users and for ad-hoc users given by recent items), and the `Recommender`
 facade that answers requests.
 """
 
@@ -28,7 +28,7 @@ from ray_longtail.history import History
 from ray_longtail.phase import Phase, load_phase
 from ray_longtail.profile import user_profiles
 from ray_longtail.rank import load_ranker
-from ray_longtail.rerank import candidate_matrix, global_tail_share, rerank, tail_appetite
+from ray_longtail.rerank import global_tail_share, tail_appetite
 from ray_longtail.retrieve import batch_candidates
 from ray_longtail.sources.base import make_batch, top_n
 
@@ -221,15 +221,6 @@ class UserLists:
         return scored.assign(score=scores)
 
 
-def cold_start_lists(phase: Phase, vectors: np.ndarray, k: int, tail_weight: float, depth: int) -> pd.DataFrame:
-    """Unknown user: the most popular items, diversified over embeddings (MMR, λ = max(tail_weight, 0.3))."""
-    pop = phase.history.popularity()
-    top = np.argsort(-pop, kind="stable")[: max(depth, k)]
-    frame = pd.DataFrame({"user": 0, "item": top, "score": np.log1p(pop[top]).astype(np.float32)})
-    users, items, values = candidate_matrix(frame, depth)
-    return rerank(users, items, values, k, max(tail_weight, 0.3), "mmr", vectors=vectors)
-
-
 def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None) -> History:
     """One ad-hoc user's History over the phase's items: `items` (catalog indices, repeats are repeat
     interactions) at `timestamps` (default: the history's end; later times are clipped to it)."""
@@ -297,7 +288,8 @@ class Recommender:
         return self.items.segments != S.HEAD
 
     def _cold_start(self, k: int, weight: float, user_id: str | None) -> dict[str, Any]:
-        lists = cold_start_lists(self.run.phase, self.items.vectors, k, weight, self.config.rerank.depth)
+        lists = scoring.cold_start_lists(self.run.phase.history.popularity(), self.items.vectors, k, weight,
+                                         self.config.rerank.depth)
         items = [self.items.item(int(i), float(s), "popular", "popular")
                  for i, s in zip(lists["item"], lists["score"], strict=True)]
         return {"user_id": user_id, "cold_start": True, "tail_weight": weight, "items": items}
