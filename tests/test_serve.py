@@ -291,3 +291,14 @@ def test_adhoc_user_with_a_known_users_history_gets_that_users_list(pipeline_run
         assert adhoc["cold_start"] is False
         assert [i["item_id"] for i in adhoc["items"]] == [i["item_id"] for i in known["items"]], user
         assert [i["score"] for i in adhoc["items"]] == pytest.approx([i["score"] for i in known["items"]], rel=1e-5)
+
+
+def test_recommend_command_imports_neither_serve_nor_fastapi():
+    """`ray-longtail recommend` runs the recommender without Ray Serve or FastAPI (a plain batch user)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import ray_longtail.cli, ray_longtail.serve.recommender; "
+            "print(sorted(m for m in ('ray.serve', 'fastapi') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
