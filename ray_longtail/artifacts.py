@@ -219,6 +219,16 @@ def _dir_digest(fs: pafs.FileSystem, path: str) -> str:
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
+def candidates_artifact(phase: str) -> str:
+    """The long candidate table of a phase ("eval", "fit", or an earlier fold "fit1", "fit2", ...)."""
+    return CANDIDATES.get(phase, f"{phase}/candidates.parquet")
+
+
+def features_artifact(phase: str) -> str:
+    """The feature rows of a phase's candidate union."""
+    return FEATURES.get(phase, f"{phase}/features.parquet")
+
+
 def open_run_store(run: str) -> RunStore:
     """A run folder path or URI (an s3:// URI may carry ?query options) -> its RunStore."""
     base, sep, query = run.partition("?")

@@ -195,6 +195,7 @@ class RankConfig:
     early_stopping_rounds: int = number(20, ge=0)
     last_n_history: int = number(20, gt=0)
     max_train_users: int = number(20000, gt=0)
+    folds: int = number(3, gt=0)  # labelled windows for the ranker: the valid window and folds-1 earlier ones
     holdout_share: float = number(0.2, gt=0, lt=1)  # fit-phase users held out for early stopping and tail_weight
     score_on_ray: bool = True  # batch scoring as Ray Data map_batches
     storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp
@@ -206,7 +207,7 @@ class RerankConfig:
     select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
     ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
     method: str = choice("xquad", RERANK_METHODS)
-    depth: int = number(50, gt=0)
+    depth: int = number(200, gt=0)
 
 
 @dataclass(frozen=True)

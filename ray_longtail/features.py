@@ -1,7 +1,7 @@
 """Features: one row per (user, candidate) for the ranker, computed from a phase's history only.
 
-Columns: every source's score min-max scaled within the user's candidates (NaN = not proposed: XGBoost's
-missing value) and rank (n + 1 = not proposed), n_sources, user-item cosine, max/mean cosine to the user's
+Columns: every source's score, raw and min-max scaled within the user's candidates (NaN = not proposed:
+XGBoost's missing value), and rank (n + 1 = not proposed), n_sources, user-item cosine, max/mean cosine to the user's
 last N history items, popularity percentile (scale-free: the eval history is longer than the fit one), tail/cold
 flags, cluster tail share, item age (days since its first interaction in the history; catalog dates are
 not used: offline they are often derived from the whole log, label windows included), price relative to
@@ -100,7 +100,7 @@ class FeatureBuilder:
 
     @property
     def feature_names(self) -> list[str]:
-        per_source = [f"{p}_{s}" for s in self.source_names for p in ("score_norm", "rank")]
+        per_source = [f"{p}_{s}" for s in self.source_names for p in ("score", "score_norm", "rank")]
         return per_source + ["n_sources", "cos_profile", "cos_max_last", "cos_mean_last", "pop_pct", "is_tail",
                              "is_cold", "cluster_tail_share", "item_age_days", "price_vs_user", "category_match",
                              "brand_match", "user_log_items", "user_days_since"]

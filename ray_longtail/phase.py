@@ -76,7 +76,29 @@ def build_phase(name: str, history_events: pd.DataFrame, label_events: pd.DataFr
     return Phase(name=name, history=history, segments=segments, context=context, users=users, truth=truth)
 
 
-PHASES = ("fit", "eval")
+def fold_names(config: Config, cuts: dict) -> list[str]:
+    """The ranker's labelled phases, newest first: "fit" (history = train, labels = the valid window) and up to
+    `rank.folds` - 1 earlier folds "fit1", "fit2", ... (labels = the window of the valid window's length before
+    the previous fold's, history = everything before it), while a fold keeps at least one window of history."""
+    length = cuts["cut_test"] - cuts["cut_valid"]
+    names = ["fit"]
+    for fold in range(1, config.rank.folds):
+        if cuts["cut_valid"] - (fold + 1) * length <= cuts["t_min"]:
+            break
+        names.append(f"fit{fold}")
+    return names
+
+
+def phase_window(name: str, cuts: dict) -> tuple[int, int]:
+    """(history end = label start, label end) of a phase."""
+    if name == "eval":
+        return cuts["cut_test"], cuts["t_max"] + 1
+    if name != "fit" and not (name.startswith("fit") and name[3:].isdigit()):
+        raise ValueError(f"phase must be eval, fit or fit<n>, got {name!r}")
+    fold = 0 if name == "fit" else int(name[3:])
+    length = cuts["cut_test"] - cuts["cut_valid"]
+    end = cuts["cut_valid"] - fold * length
+    return end, end + length
 
 
 def read_catalog_ids(store: RunStore) -> np.ndarray:
@@ -103,17 +125,20 @@ def read_item_clusters(store: RunStore, n_items: int) -> np.ndarray:
 
 def load_phase(store: RunStore, name: str, config: Config, catalog_ids: np.ndarray | None = None,
                vectors: np.ndarray | None = None, clusters: np.ndarray | None = None) -> Phase:
-    """The "fit" (train -> valid) or "eval" (train+valid -> test) phase of a run from its split tables;
-    catalog ids, vectors and clusters are read from the run unless given."""
-    if name not in PHASES:
-        raise ValueError(f"phase must be one of {PHASES}, got {name!r}")
+    """A phase of a run from its split tables: "eval" (train+valid -> test), "fit" (train -> valid) or an earlier
+    fold "fit<n>" (`fold_names`); catalog ids, vectors and clusters are read from the run unless given."""
     cuts = store.read_json("split/cuts.json")
+    end, label_end = phase_window(name, cuts)
     read = store.read_table
-    if name == "fit":
-        history, labels, end = read("split/train.parquet"), read("split/valid.parquet"), cuts["cut_valid"]
-    else:
+    if name == "eval":
         history = pd.concat([read("split/train.parquet"), read("split/valid.parquet")], ignore_index=True)
-        labels, end = read("split/test.parquet"), cuts["cut_test"]
+        labels = read("split/test.parquet")
+    elif name == "fit":
+        history, labels = read("split/train.parquet"), read("split/valid.parquet")
+    else:
+        train = read("split/train.parquet")
+        ts = train[S.TIMESTAMP]
+        history, labels = train[ts < end], train[(ts >= end) & (ts < label_end)]
     catalog_ids = read_catalog_ids(store) if catalog_ids is None else catalog_ids
     vectors = read_item_vectors(store, catalog_ids) if vectors is None else vectors
     clusters = read_item_clusters(store, len(catalog_ids)) if clusters is None else clusters

@@ -30,6 +30,8 @@ from ray_longtail.artifacts import (
     SELECTION,
     SOURCES_ARTIFACT,
     RunStore,
+    candidates_artifact,
+    features_artifact,
     file_fingerprint,
 )
 from ray_longtail.config import Config, config_to_dict
@@ -37,7 +39,7 @@ from ray_longtail.data import schema as S
 from ray_longtail.data.split import Cuts
 from ray_longtail.errors import UserError
 from ray_longtail.features import FeatureBuilder
-from ray_longtail.phase import Phase, load_phase, read_catalog_ids, read_item_vectors
+from ray_longtail.phase import Phase, fold_names, load_phase, read_catalog_ids, read_item_vectors
 from ray_longtail.rank import load_ranker
 from ray_longtail.runtime import ray_session
 from ray_longtail.scoring import RankerScorer, fit_feature_builder, selection_options
@@ -106,6 +108,10 @@ class RunContext:
         self._phases.clear()
         self._builders.clear()
 
+    def fold_names(self) -> list[str]:
+        """The ranker's labelled phases, newest ("fit") first (`phase.fold_names`)."""
+        return fold_names(self.config, self.store.read_json("split/cuts.json"))
+
     def ids_frame(self, phase_name: str, long: pd.DataFrame) -> pd.DataFrame:
         """A (user, item) index frame with user_id / item_id strings instead, for artifacts."""
         history = self.phase(phase_name).history
@@ -117,7 +123,7 @@ class RunContext:
     def candidates(self, phase_name: str) -> pd.DataFrame:
         """Long candidate frame (user, item, source, score, rank) of a phase, as indices."""
         if phase_name not in self._candidates:
-            frame = self.store.read_table(CANDIDATES[phase_name])
+            frame = self.store.read_table(candidates_artifact(phase_name))
             history = self.phase(phase_name).history
             user = history.user_index(frame[S.USER_ID].to_numpy())
             item = pd.Index(history.item_ids).get_indexer(frame[S.ITEM_ID])
@@ -130,7 +136,7 @@ class RunContext:
     def features(self, phase_name: str) -> pd.DataFrame:
         """Feature rows (index form) of a phase's candidate union; the fit phase's carry labels."""
         if phase_name not in self._features:
-            self._features[phase_name] = self.store.read_table(FEATURES[phase_name])
+            self._features[phase_name] = self.store.read_table(features_artifact(phase_name))
         return self._features[phase_name]
 
     def set_features(self, phase_name: str, features: pd.DataFrame) -> None:
@@ -325,5 +331,6 @@ def trial_data(ctx: RunContext):
     users = np.unique(ctx.features("fit")["user"].to_numpy())
     train_users, holdout_users = holdout_split(users, config.rank.holdout_share, config.seed)
     floor, _ = tail_floor(restrict_phase(phase, holdout_users), candidates, config)
+    earlier = tuple((ctx.phase(name), ctx.candidates(name)) for name in ctx.fold_names()[1:])
     return TrialData(config=config, phase=phase, candidates=candidates, catalog=ctx.table("catalog.parquet"),
-                     train_users=train_users, holdout_users=holdout_users, floor=floor)
+                     train_users=train_users, holdout_users=holdout_users, floor=floor, earlier=earlier)

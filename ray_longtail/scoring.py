@@ -81,6 +81,21 @@ def training_queries(features: pd.DataFrame, train_users: np.ndarray,
     return train, valid
 
 
+def fold_queries(features: pd.DataFrame, earlier: list[pd.DataFrame], train_users: np.ndarray,
+                 holdout_users: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid) query groups over the labelled folds: the newest fold ("fit") split into train / holdout
+    users as `training_queries`, plus every user of each earlier fold (`earlier[j]` = fold j + 1) as training
+    queries. Each fold has its own user indices, so `qid` = fold · 2^32 + user keeps every (fold, user) query
+    apart; holdout users' earlier-fold queries only see labels before the valid window."""
+    train, valid = training_queries(features, train_users, holdout_users)
+    parts = [train]
+    for fold, frame in enumerate(earlier, start=1):
+        users = np.unique(frame["user"].to_numpy())
+        fold_train, _ = training_queries(frame, users, users[:0])
+        parts.append(fold_train.assign(qid=fold_train["qid"] + (fold << 32)))
+    return pd.concat(parts, ignore_index=True), valid
+
+
 # ------------------------------------------------------------------------------------------------ scorers
 class BlendScorer:
     """Reciprocal rank fusion over the union's sources, Σ_s 1 / (k + rank_s) over sources proposing the item
@@ -179,7 +194,7 @@ def rank_candidates(scored: pd.DataFrame, history: History, is_tail: np.ndarray,
 
 
 def rerank_lists(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
-                 vectors: np.ndarray, users_per_chunk: int = 2048) -> pd.DataFrame:
+                 vectors: np.ndarray, users_per_chunk: int = 512) -> pd.DataFrame:
     """Final top-k lists (user, item, rank, score, source) at `tail_weight` with the configured re-ranker, in
     chunks of users (MMR holds a (users, depth, dim) block of candidate vectors)."""
     parts = []

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ray_longtail import scoring
-from ray_longtail.artifacts import CANDIDATES, FEATURE_NAMES, FEATURES, SELECTION, SOURCES_ARTIFACT, file_fingerprint
+from ray_longtail.artifacts import (
+    FEATURE_NAMES,
+    SELECTION,
+    SOURCES_ARTIFACT,
+    candidates_artifact,
+    features_artifact,
+    file_fingerprint,
+)
 from ray_longtail.data import schema as S
 from ray_longtail.data.ingest import ingest
 from ray_longtail.data.split import compute_cuts, temporal_split
@@ -105,7 +112,7 @@ def retrieve_phase(ctx: RunContext, phase_name: str):
     config = ctx.config
     phase = ctx.phase(phase_name)
     users = phase.users
-    if phase_name == "fit" and len(users) > config.rank.max_train_users:
+    if phase_name != "eval" and len(users) > config.rank.max_train_users:
         rng = np.random.default_rng(config.seed)
         users = np.sort(rng.choice(users, size=config.rank.max_train_users, replace=False))
     sources = fit_sources(make_sources(config.retrieve, fitted_source_names(config), config.seed), phase.history,
@@ -127,32 +134,32 @@ def retrieve_phase(ctx: RunContext, phase_name: str):
 
 
 def stage_retrieve(ctx: RunContext) -> dict[str, Any]:
-    """Candidates of the fit phase, then of the eval phase. The fit phase is dropped before the eval phase is
-    built (a later stage rebuilds it), so only one phase's matrices and profiles are in memory."""
+    """Candidates of every labelled fold, then of the eval phase. Each phase is dropped before the next is built
+    (a later stage rebuilds it), so only one phase's matrices and profiles are in memory."""
     summary = {}
-    for phase_name, artifact in CANDIDATES.items():
+    for phase_name in [*ctx.fold_names(), "eval"]:
         long = retrieve_phase(ctx, phase_name)
-        ctx.store.write_table(artifact, ctx.ids_frame(phase_name, long))
+        ctx.store.write_table(candidates_artifact(phase_name), ctx.ids_frame(phase_name, long))
         summary[f"{phase_name}_rows"] = int(len(long))
         summary[f"{phase_name}_users"] = int(long["user"].nunique())
-        if phase_name == "fit":
-            ctx.forget_phases()
-        else:
+        if phase_name == "eval":
             ctx.set_candidates(phase_name, long)
+        else:
+            ctx.forget_phases()
     return summary
 
 
 def stage_features(ctx: RunContext) -> dict[str, Any]:
     summary = {}
-    for phase_name, artifact in FEATURES.items():
+    for phase_name in [*ctx.fold_names(), "eval"]:
         builder = ctx.builder(phase_name)
         wide = scoring.union_wide(ctx.candidates(phase_name), ctx.config)
         features = features_on_ray(builder, wide) if ctx.config.retrieve.use_ray else builder.transform(wide)
-        if phase_name == "fit":
-            phase = ctx.phase("fit")
+        if phase_name != "eval":
+            phase = ctx.phase(phase_name)
             features = attach_labels(features, phase.users, phase.truth)
-            summary["fit_positive_rate"] = round(float(features[S.LABEL].mean()), 4)
-        ctx.store.write_table(artifact, features)
+            summary[f"{phase_name}_positive_rate"] = round(float(features[S.LABEL].mean()), 4)
+        ctx.store.write_table(features_artifact(phase_name), features)
         ctx.set_features(phase_name, features)
         summary[f"{phase_name}_rows"] = int(len(features))
     ctx.store.write_json(FEATURE_NAMES, ctx.builder("fit").feature_names)
@@ -170,19 +177,19 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
     ranker = None
     if config.rank.enabled:
         names = ctx.store.read_json(FEATURE_NAMES)
-        train, valid = scoring.training_queries(features, train_users, holdout_users)
+        earlier = [ctx.features(name) for name in ctx.fold_names()[1:]]
+        train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users)
         if train.empty or valid.empty:
             raise UserError("no user has a bought item among its candidates in the valid window: the ranker cannot "
                             "learn; use a longer split.valid_days or set rank.enabled=false")
         booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
                                      seed=config.seed)
         info.update(train_groups=int(train[S.QID].nunique()), holdout_groups=int(valid[S.QID].nunique()),
-                    dropped_users_without_positive=int(len(users) - train[S.QID].nunique()
-                                                       - valid[S.QID].nunique()))
+                    folds=1 + len(earlier))
         save_ranker(ctx.store, booster, names, info)
         ranker = scoring.RankerScorer(booster, names)
         ctx.set_ranker(ranker)
-        summary = {"rounds": info.get("rounds"), "train_groups": info["train_groups"]}
+        summary = {"rounds": info.get("rounds"), "train_groups": info["train_groups"], "folds": info["folds"]}
     else:
         ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled")
     holdout_phase = scoring.restrict_phase(ctx.phase("fit"), holdout_users)

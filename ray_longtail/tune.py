@@ -31,7 +31,8 @@ TRIAL_METRICS = ("objective", "ndcg@10", "tail_recall@10", "coverage@10", "round
 @dataclasses.dataclass(frozen=True)
 class TrialData:
     """What every trial reads (put in the object store once): the fit phase, its stored candidates (every
-    source), the catalog, the ranker's train / holdout users and the tail-recall floor on the holdout users."""
+    source), the catalog, the ranker's train / holdout users, the tail-recall floor on the holdout users, and
+    the earlier labelled folds (phase, candidates) the ranker also trains on."""
 
     config: Config
     phase: Phase
@@ -40,6 +41,7 @@ class TrialData:
     train_users: np.ndarray
     holdout_users: np.ndarray
     floor: float
+    earlier: tuple = ()
 
 
 def search_space(config: Config) -> dict[str, Any]:
@@ -67,21 +69,23 @@ def trial_config(base: Config, params: dict[str, Any]) -> Config:
         "rerank.tail_weight": float(params["tail_weight"]), "rerank.select_on_valid": False})
 
 
-def trial_candidates(config: Config, data: TrialData, clusters: np.ndarray) -> pd.DataFrame:
-    """The stored candidates with TailExplore's recomputed for the trial's clusters."""
+def trial_features(config: Config, phase: Phase, candidates: pd.DataFrame, catalog: pd.DataFrame,
+                   clusters: np.ndarray) -> tuple[pd.DataFrame, list[str]]:
+    """A labelled phase's feature rows for the trial's clusters (TailExplore's candidates and the cluster tail
+    share recomputed), and the feature names."""
     from ray_longtail.retrieve import candidate_union
     from ray_longtail.sources.registry import make_sources
 
-    if "tail_explore" not in config.retrieve.sources:
-        return data.candidates
-    phase = data.phase
-    context = dataclasses.replace(phase.context, clusters=clusters)
-    explore = make_sources(config.retrieve, ["tail_explore"], config.seed)[0].fit(phase.history, context)
-    users = np.unique(data.candidates["user"].to_numpy())
-    fresh = candidate_union([explore], phase.history, context, users, config.retrieve.n_per_source,
-                            config.retrieve.user_batch_size, config.eval.exclude_seen)
-    kept = data.candidates[data.candidates["source"] != "tail_explore"]
-    return pd.concat([kept, fresh], ignore_index=True)
+    if "tail_explore" in config.retrieve.sources:
+        context = dataclasses.replace(phase.context, clusters=clusters)
+        explore = make_sources(config.retrieve, ["tail_explore"], config.seed)[0].fit(phase.history, context)
+        users = np.unique(candidates["user"].to_numpy())
+        fresh = candidate_union([explore], phase.history, context, users, config.retrieve.n_per_source,
+                                config.retrieve.user_batch_size, config.eval.exclude_seen)
+        candidates = pd.concat([candidates[candidates["source"] != "tail_explore"], fresh], ignore_index=True)
+    builder = scoring.fit_feature_builder(phase, catalog, config, clusters=clusters)
+    features = builder.transform(scoring.union_wide(candidates, config))
+    return attach_labels(features, phase.users, phase.truth), builder.feature_names
 
 
 def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
@@ -92,14 +96,13 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     config = trial_config(data.config, params)
     phase = data.phase
     clusters, _ = cluster_items(phase.context.vectors, config.discover.n_clusters, seed=config.discover.seed)
-    wide = scoring.union_wide(trial_candidates(config, data, clusters), config)
-    builder = scoring.fit_feature_builder(phase, data.catalog, config, clusters=clusters)
-    features = attach_labels(builder.transform(wide), phase.users, phase.truth)
+    features, names = trial_features(config, phase, data.candidates, data.catalog, clusters)
     rounds = 0
     if config.rank.enabled:
-        train, valid = scoring.training_queries(features, data.train_users, data.holdout_users)
-        booster = train_ranker_local(train, valid, builder.feature_names, config.rank, seed=config.seed)
-        scorer, rounds = scoring.RankerScorer(booster, builder.feature_names), booster.num_boosted_rounds()
+        earlier = [trial_features(config, p, c, data.catalog, clusters)[0] for p, c in data.earlier]
+        train, valid = scoring.fold_queries(features, earlier, data.train_users, data.holdout_users)
+        booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
+        scorer, rounds = scoring.RankerScorer(booster, names), booster.num_boosted_rounds()
     else:
         scorer = scoring.BlendScorer(config.retrieve.sources)
     holdout = features[features["user"].isin(data.holdout_users)]

@@ -81,3 +81,37 @@ def test_rerank_lists_carry_the_best_source_and_respect_k(phase):
     assert lists.groupby("user").size().max() == 10 and set(lists["source"]) == {"x"}
     one_chunk = scoring.rerank_lists(ranked, 10, 0.0, config, phase.is_tail, phase.context.vectors)
     pd.testing.assert_frame_equal(lists, one_chunk)
+
+
+def test_folds_never_let_a_label_window_into_their_history(tmp_path):
+    """Each earlier fold's history ends where its label window starts; label windows are consecutive, of the
+    valid window's length, and all before cut_valid; the fold's phase sees no interaction at or after its end."""
+    from ray_longtail.artifacts import RunStore
+    from ray_longtail.phase import fold_names, load_phase, phase_window
+
+    day = 86400
+    rng = np.random.default_rng(0)
+    ts = np.sort(rng.integers(0, 200 * day, 3000))
+    events = pd.DataFrame({S.USER_ID: [f"u{u}" for u in rng.integers(0, 80, len(ts))],
+                           S.ITEM_ID: [f"i{i:02d}" for i in rng.integers(0, N_ITEMS, len(ts))], S.TIMESTAMP: ts})
+    cuts = {"cut_valid": 160 * day, "cut_test": 180 * day, "t_min": int(ts.min()), "t_max": int(ts.max())}
+    store = RunStore(str(tmp_path), "run")
+    store.write_json("split/cuts.json", cuts)
+    store.write_table("split/train.parquet", events[events[S.TIMESTAMP] < cuts["cut_valid"]])
+    store.write_table("split/valid.parquet", events[(ts >= cuts["cut_valid"]) & (ts < cuts["cut_test"])])
+    store.write_table("split/test.parquet", events[ts >= cuts["cut_test"]])
+    config = load_config(overrides=["rank.folds=4"])
+    names = fold_names(config, cuts)
+    assert names == ["fit", "fit1", "fit2", "fit3"]
+    windows = [phase_window(name, cuts) for name in names]
+    assert windows[0] == (cuts["cut_valid"], cuts["cut_test"])
+    assert all(later[0] == earlier[1] and later[1] - later[0] == 20 * day
+               for earlier, later in zip(windows[1:], windows[:-1], strict=True))
+    items = np.array([f"i{i:02d}" for i in range(N_ITEMS)])
+    for name, (start, end) in zip(names[1:], windows[1:], strict=True):
+        phase = load_phase(store, name, config, items, np.eye(N_ITEMS, 8, dtype=np.float32), np.zeros(N_ITEMS, int))
+        assert phase.history.end_ts == start and phase.history.last_ts.max() < start
+        window = events[(ts >= start) & (ts < end)]
+        truth_items = set(phase.history.item_ids[phase.truth.indices])
+        assert truth_items <= set(window[S.ITEM_ID])
+    assert fold_names(load_config(overrides=["rank.folds=20"]), cuts)[-1] == "fit6"  # stops before t_min
