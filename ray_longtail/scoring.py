@@ -85,14 +85,17 @@ def fold_queries(features: pd.DataFrame, earlier: list[pd.DataFrame], train_user
                  holdout_users: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, valid) query groups over the labelled folds: the newest fold ("fit") split into train / holdout
     users as `training_queries`, plus every user of each earlier fold (`earlier[j]` = fold j + 1) as training
-    queries. Each fold has its own user indices, so `qid` = fold · 2^32 + user keeps every (fold, user) query
-    apart; holdout users' earlier-fold queries only see labels before the valid window."""
+    queries. Each fold has its own user indices, so fold j's qids are offset past every earlier fold's (XGBoost
+    keeps qids as 32-bit integers: the offsets stay dense); holdout users' earlier-fold queries only see labels
+    before the valid window."""
     train, valid = training_queries(features, train_users, holdout_users)
     parts = [train]
-    for fold, frame in enumerate(earlier, start=1):
+    offset = int(features["user"].max()) + 1 if len(features) else 0
+    for frame in earlier:
         users = np.unique(frame["user"].to_numpy())
         fold_train, _ = training_queries(frame, users, users[:0])
-        parts.append(fold_train.assign(qid=fold_train["qid"] + (fold << 32)))
+        parts.append(fold_train.assign(qid=fold_train["qid"] + offset))
+        offset += int(frame["user"].max()) + 1 if len(frame) else 0
     return pd.concat(parts, ignore_index=True), valid
 
 

@@ -115,3 +115,11 @@ def test_folds_never_let_a_label_window_into_their_history(tmp_path):
         truth_items = set(phase.history.item_ids[phase.truth.indices])
         assert truth_items <= set(window[S.ITEM_ID])
     assert fold_names(load_config(overrides=["rank.folds=20"]), cuts)[-1] == "fit6"  # stops before t_min
+
+
+def test_fold_queries_keep_every_fold_user_apart_in_32_bit_qids():
+    newest = pd.DataFrame({"user": [0, 0, 1, 2, 2], "item": [1, 2, 1, 3, 4], "label": [1.0, 0, 1, 0, 1]})
+    older = pd.DataFrame({"user": [0, 0, 5, 5], "item": [1, 2, 1, 2], "label": [1.0, 0, 0, 1]})
+    train, valid = scoring.fold_queries(newest, [older], np.array([0, 1]), np.array([2]))
+    assert set(valid["qid"]) == {2} and set(train["qid"]) == {0, 1, 3, 8}
+    assert train["qid"].max() < 2**32 and not set(train["qid"]) & set(valid["qid"])
