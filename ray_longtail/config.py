@@ -206,6 +206,9 @@ class RerankConfig:
     tail_weight: float = number(0.3, ge=0, le=1)
     select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
     ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
+    # the tail budget's reference: "baselines" = the best single source's valid accuracy (the accuracy the system
+    # gains over every source alone goes to the tail), "self" = the chosen scorer's own best
+    accuracy_reference: str = choice("baselines", ("baselines", "self"))
     method: str = choice("xquad", RERANK_METHODS)
     depth: int = number(200, gt=0)
 

@@ -264,30 +264,29 @@ def tradeoff_curve(phase: Phase, ranked: RankedCandidates, config: Config, floor
     return curve
 
 
-def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float], floor: float,
-                       tolerance: float, metric: str = "ndcg@10") -> tuple[float, bool, str]:
-    """(weight, meets_floor, reason). Within the accuracy budget (`metric` >= (1 - tolerance) x the best
-    weight's), the weight with the most TailRecall@10 (ties: the larger weight): it meets the floor whenever any
-    weight within budget does; when none does, it is the best trade-off the budget allows, and `reason` says so.
-    Small accuracy differences between weights are within noise on a few hundred users, so "best accuracy"
-    alone would pick at random among them."""
-    best = max(curve[str(w)][metric] for w in weights)
-    budget = [w for w in weights if curve[str(w)][metric] >= (1 - tolerance) * best]
+def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float], floor: float, tolerance: float,
+                       metric: str = "ndcg@10", reference: float | None = None) -> tuple[float, bool, str]:
+    """(weight, meets_floor, reason). Within the accuracy budget (`metric` >= (1 - tolerance) x `reference`,
+    default: the best weight's), the weight with the most TailRecall@10 (ties: the larger weight): it meets the
+    floor whenever any weight within budget does; when none does, it is the best trade-off the budget allows,
+    and `reason` says so. Small accuracy differences between weights are within noise on a few hundred users,
+    so "best accuracy" alone would pick at random among them."""
+    reference = max(curve[str(w)][metric] for w in weights) if reference is None else reference
+    budget = [w for w in weights if curve[str(w)][metric] >= (1 - tolerance) * reference] or [min(weights)]
     chosen = max(budget, key=lambda w: (curve[str(w)]["tail_recall@10"], w))
     meets = curve[str(chosen)]["tail_recall@10"] >= floor
+    within = f"{metric} >= {1 - tolerance:.2f} x {reference:.4f}"
     if meets:
-        reason = (f"the most tail recall among weights within {tolerance:.0%} of the best {metric}; "
-                  f"meets the floor {floor:.4f}")
+        reason = f"the most tail recall with {within}; meets the floor {floor:.4f}"
     else:
-        reason = (f"the tail floor {floor:.4f} is out of reach within {tolerance:.0%} of the best {metric} "
-                  f"(best reachable TailRecall@10 {curve[str(chosen)]['tail_recall@10']:.4f}): the most tail "
-                  f"recall the accuracy budget allows")
+        reason = (f"the tail floor {floor:.4f} is out of reach with {within} (best reachable TailRecall@10 "
+                  f"{curve[str(chosen)]['tail_recall@10']:.4f}): the most tail recall the accuracy budget allows")
     return float(chosen), bool(meets), reason
 
 
 def select_tail_weight(holdout_phase: Phase, ranked: RankedCandidates, config: Config, floor: float) -> dict:
     """The trade-off curve of one scorer's lists on the held-out users and the weight `choose_tail_weight`
-    picks, with the metrics there."""
+    picks within the scorer's own accuracy budget, with the metrics there."""
     curve = tradeoff_curve(holdout_phase, ranked, config, floor)
     weight, meets, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                                config.tune.objective)
@@ -297,17 +296,27 @@ def select_tail_weight(holdout_phase: Phase, ranked: RankedCandidates, config: C
 def select_final(holdout_phase: Phase, options: dict[str, RankedCandidates], candidates: pd.DataFrame,
                  config: Config) -> dict:
     """The final scorer and tail_weight, chosen on the held-out fit-phase users with the run's objective (max
-    `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the ranker;
-    `options` ordered simplest first) gets its own tail_weight; the best option that meets the floor wins, or
-    the best by NDCG@10 when none does; ties go to the simpler option, so the ranker must earn its place."""
+    `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the
+    ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; the best
+    option that meets the floor wins, or the best by accuracy when none does; ties go to the simpler option, so
+    the ranker must earn its place. With `rerank.accuracy_reference: baselines` the winner's tail_weight is then
+    chosen again with the budget measured from the best single source's accuracy at tail_weight 0 (the accuracy
+    it gains over every source alone is spent on the tail); `self` keeps its own budget."""
     floor, itemknn = tail_floor(holdout_phase, candidates, config)
-    results = {name: select_tail_weight(holdout_phase, ranked, config, floor) for name, ranked in options.items()}
     metric = config.tune.objective
+    results = {name: select_tail_weight(holdout_phase, ranked, config, floor) for name, ranked in options.items()}
     chosen = max(results, key=lambda name: (results[name]["meets_floor"], results[name][metric],
                                             -list(results).index(name)))
-    return {"scorer": chosen, "selected": results[chosen]["tail_weight"], "reason": results[chosen]["reason"],
-            "floor_tail_recall@10": floor, "itemknn": itemknn, "holdout_users": int(len(holdout_phase.users)),
-            "options": results}
+    single = [results[name]["curve"]["0.0"][metric] for name in config.retrieve.sources if name in results]
+    weight, reason = results[chosen]["tail_weight"], results[chosen]["reason"]
+    if config.rerank.accuracy_reference == "baselines" and single:
+        curve = results[chosen]["curve"]
+        reference = min(max(single), max(curve[str(w)][metric] for w in config.eval.tail_weights))
+        weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
+                                               metric, reference)
+    return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
+            "itemknn": itemknn, "holdout_users": int(len(holdout_phase.users)), "options": results,
+            "accuracy_reference": config.rerank.accuracy_reference}
 
 
 def final_choice(config: Config, selection: dict | None) -> tuple[str, float]:
