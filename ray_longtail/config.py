@@ -21,7 +21,7 @@ import yaml
 from ray_longtail.errors import ConfigError
 from ray_longtail.metrics import METRIC_NAMES
 
-RERANK_METHODS: tuple[str, ...] = ("xquad", "mmr")  # extend here when rerank.py learns a method
+RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "mmr")  # extend here when rerank.py learns a method
 EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
 # higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
@@ -206,10 +206,9 @@ class RerankConfig:
     tail_weight: float = number(0.3, ge=0, le=1)
     select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
     ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
-    # the tail budget's reference: "baselines" = the best single source's valid accuracy (the accuracy the system
-    # gains over every source alone goes to the tail), "self" = the chosen scorer's own best
-    accuracy_reference: str = choice("baselines", ("baselines", "self"))
-    method: str = choice("xquad", RERANK_METHODS)
+    # the share of the chosen scorer's valid accuracy gain over the best single source spent on the tail
+    surplus_share: float = number(0.5, ge=0, le=1)
+    method: str = choice("xquad_tail", RERANK_METHODS)
     depth: int = number(200, gt=0)
 
 
@@ -220,7 +219,7 @@ class EvalConfig:
     max_users: int | None = number(None, gt=0)  # evaluate a seeded sample of at most this many users (None = all)
     baselines: list[str] = field(  # sources reported alone in the quality table (fitted even if not in the union)
         default_factory=lambda: ["popular", "itemknn", "ease", "als", "content", "tail_explore"])
-    tail_weights: list[float] = number([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], ge=0, le=1)
+    tail_weights: list[float] = number([0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.9, 1.0], ge=0, le=1)
 
     def validate(self) -> None:
         """Metrics are reported per K, and tail_weight selection and tuning choose among tail_weights."""

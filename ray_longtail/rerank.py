@@ -4,6 +4,10 @@
   score(i | S) = (1 − λ)·rel(i) + λ·Σ_a P(a|u)·1[i ∈ a]·(1 − |S ∩ a| / (|S| + 1)),
   where P(tail|u) is the user's tail appetite (smoothed share of tail items in the history) and the last factor
   is a smooth "aspect not yet covered" term.
+- `xquad_tail`: the same with P(tail|u) = appetite^(1 − λ): calibrated to the user's appetite at small λ,
+  pushed towards the tail as λ grows (λ = 1: tail items first). Plain xQuAD can never make a list more tail than
+  the user's history; this reaches the tail candidates deep in the union (measured: a wider NDCG / tail recall /
+  coverage frontier on the bundled data and both synthetic profiles, `README.md`).
 - `mmr` (Carbonell & Goldstein 1998) over item embeddings:
   score(i | S) = (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j).
 
@@ -64,9 +68,11 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
     chosen = np.full((n_users, k), -1, dtype=np.int64)
     available = valid.copy()
     rows = np.arange(n_users)
-    if method == "xquad":
+    if method in ("xquad", "xquad_tail"):
         if is_tail is None or appetite is None:
             raise ValueError("xquad needs is_tail and appetite")
+        if method == "xquad_tail":
+            appetite = np.asarray(appetite, dtype=np.float64) ** (1.0 - lam)
         cand_tail = np.where(valid, is_tail[np.maximum(items, 0)], False)
         tail_selected = np.zeros(n_users)
     elif method == "mmr":
@@ -75,11 +81,11 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
         cand_vectors = vectors[np.maximum(items, 0)]
         max_sim = np.full((n_users, depth), -1.0)
     else:
-        raise ValueError(f"rerank.method must be xquad or mmr, got {method!r}")
+        raise ValueError(f"rerank.method must be xquad, xquad_tail or mmr, got {method!r}")
     for step in range(k):
         if lam == 0.0:
             objective = rel.copy()
-        elif method == "xquad":
+        elif method != "mmr":
             tail_gap = 1.0 - tail_selected / (step + 1)
             head_gap = 1.0 - (step - tail_selected) / (step + 1)
             diversity = np.where(cand_tail, (appetite * tail_gap)[:, None], ((1 - appetite) * head_gap)[:, None])
@@ -91,7 +97,7 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
         has = available[rows, pick]
         chosen[has, step] = pick[has]
         available[rows[has], pick[has]] = False
-        if method == "xquad":
+        if method != "mmr":
             tail_selected += np.where(has, cand_tail[rows, pick], 0)
         elif lam > 0:
             picked_vectors = cand_vectors[rows, pick]

@@ -258,6 +258,7 @@ def selection_summary(selection: dict) -> dict:
                for name, option in selection["options"].items()}
     return {"scorer": selection["scorer"], "tail_weight": selection["selected"], "reason": selection["reason"],
             "floor_tail_recall@10": selection["floor_tail_recall@10"], "holdout_users": selection["holdout_users"],
+            "best_single_source": selection["best_single_source"], "budget_reference": selection["budget_reference"],
             "options": options}
 
 

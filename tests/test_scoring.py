@@ -123,3 +123,17 @@ def test_fold_queries_keep_every_fold_user_apart_in_32_bit_qids():
     train, valid = scoring.fold_queries(newest, [older], np.array([0, 1]), np.array([2]))
     assert set(valid["qid"]) == {2} and set(train["qid"]) == {0, 1, 3, 8}
     assert train["qid"].max() < 2**32 and not set(train["qid"]) & set(valid["qid"])
+
+
+def test_xquad_tail_equals_xquad_at_zero_and_puts_tail_first_at_one(phase):
+    from ray_longtail.rerank import rerank
+
+    rng = np.random.default_rng(3)
+    ranked = ranked_from(phase, rng.random((phase.history.n_users, N_ITEMS)))
+    args = (ranked.users, ranked.items, ranked.scores, 10)
+    is_tail = np.arange(N_ITEMS) >= 25  # 15 of the ~30 candidates per user are "tail", appetites are 0.2
+    kwargs = {"is_tail": is_tail, "appetite": np.full(len(ranked.users), 0.2)}
+    plain, tail = (rerank(*args, 0.0, m, **kwargs) for m in ("xquad", "xquad_tail"))
+    pd.testing.assert_frame_equal(plain, tail)
+    share = {m: is_tail[rerank(*args, 1.0, m, **kwargs)["item"]].mean() for m in ("xquad", "xquad_tail")}
+    assert share["xquad_tail"] == 1.0 > share["xquad"]  # plain xQuAD stays calibrated to the appetite
