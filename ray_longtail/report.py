@@ -77,6 +77,18 @@ def bar_plot(frame: pd.DataFrame, title: str, ylabel: str) -> bytes:
     return data
 
 
+def selection_section(selection: dict | None) -> list[str]:
+    """report.md lines: every final-stage option's valid metrics at its tail_weight, and the choice."""
+    if not selection:
+        return []
+    rows = [f"| {name} | {o['tail_weight']} | {o['ndcg@10']:.4f} | {o['tail_recall@10']:.4f} | "
+            f"{'yes' if o['meets_floor'] else 'no'} |" for name, o in selection["options"].items()]
+    return ["## Final stage: chosen on the valid window (held-out fit-phase users)", "",
+            f"Chosen: **{selection['scorer']}** at tail_weight {selection['tail_weight']} — {selection['reason']}. "
+            f"Tail floor (2× ItemKNN) {selection['floor_tail_recall@10']:.4f}; {selection['holdout_users']} users.",
+            "", "| option | tail_weight | NDCG@10 | TailRecall@10 | meets floor |", "|---|---|---|---|---|", *rows, ""]
+
+
 def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFrame],
                  extra_sections: list[str] | None = None) -> None:
     """Write report.md and its plots into the run folder."""
@@ -100,6 +112,7 @@ def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFr
         f"{info['eval_users']} evaluated users in the test window; final list: {info['final_list']}.", "",
         "## Quality (test window)", "", "```", metrics_table(metrics["systems"], 10), "",
         metrics_table(metrics["systems"], 20), "```", "",
+        *selection_section(metrics.get("selection")),
         "## Candidate recall (share of test items present in the candidates)", "",
         "| source | recall | tail recall | candidates/user |", "|---|---|---|---|", *recall_rows, "",
         "## Long-tail discovery: largest tail-heavy clusters", "", "```",

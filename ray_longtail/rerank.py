@@ -61,8 +61,8 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
     valid = items >= 0
     finite = np.where(valid, scores, np.nan)
     low, high = np.nanmin(finite, axis=1, keepdims=True), np.nanmax(finite, axis=1, keepdims=True)
-    rel = np.where(valid, (scores - low) / np.where(high > low, high - low, 1.0), -np.inf)
-    rel = np.nan_to_num(rel, nan=0.0, neginf=-np.inf)
+    rel = np.where(valid, (scores - low) / np.where(high > low, high - low, 1.0), 0.0)  # padding: masked below
+    rel = np.nan_to_num(rel, nan=0.0)
     lam = float(np.clip(tail_weight, 0.0, 1.0))
     k = min(k, depth)
     chosen = np.full((n_users, k), -1, dtype=np.int64)

@@ -133,7 +133,8 @@ def test_health_metadata_and_openapi(served):
     meta = client.get("/metadata").json()
     catalog = pd.read_parquet(served.run_dir / "catalog.parquet")
     assert meta["run_id"] == served.run_dir.name and meta["catalog"] == len(catalog)
-    assert meta["model"] and meta["ranker"] == "xgboost" and set(meta["segments"]) <= {"head", "tail", "cold"}
+    scorer = json.loads((served.run_dir / "metrics.json").read_text())["info"]["scorer"]
+    assert meta["model"] and meta["ranker"] == scorer and set(meta["segments"]) <= {"head", "tail", "cold"}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/similar", "/search", "/items", "/healthz", "/metadata"} <= set(paths)
