@@ -196,6 +196,7 @@ class RankConfig:
     last_n_history: int = number(20, gt=0)
     max_train_users: int = number(20000, gt=0)
     folds: int = number(3, gt=0)  # labelled windows for the ranker: the valid window and folds-1 earlier ones
+    tail_positive_grade: int = number(1, ge=1, le=10)  # relevance grade of bought tail candidates (1 = as head)
     holdout_share: float = number(0.2, gt=0, lt=1)  # fit-phase users held out for early stopping and tail_weight
     score_on_ray: bool = True  # batch scoring as Ray Data map_batches
     storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp

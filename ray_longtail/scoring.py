@@ -81,13 +81,23 @@ def training_queries(features: pd.DataFrame, train_users: np.ndarray,
     return train, valid
 
 
+def graded_tail_labels(frame: pd.DataFrame, tail_grade: int) -> pd.DataFrame:
+    """Bought tail candidates get relevance grade `tail_grade` (head ones keep 1): `rank:ndcg`'s gain 2^grade − 1
+    up-weights the tail positives the popularity-heavy history under-represents (an inverse-propensity knob,
+    `rank.tail_positive_grade`; 1 = off)."""
+    if tail_grade == 1 or frame.empty:
+        return frame
+    tail_positive = (frame["label"].to_numpy() > 0) & (frame["is_tail"].to_numpy() > 0)
+    return frame.assign(label=np.where(tail_positive, float(tail_grade), frame["label"].to_numpy()))
+
+
 def fold_queries(features: pd.DataFrame, earlier: list[pd.DataFrame], train_users: np.ndarray,
-                 holdout_users: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 holdout_users: np.ndarray, tail_grade: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, valid) query groups over the labelled folds: the newest fold ("fit") split into train / holdout
     users as `training_queries`, plus every user of each earlier fold (`earlier[j]` = fold j + 1) as training
     queries. Each fold has its own user indices, so fold j's qids are offset past every earlier fold's (XGBoost
     keeps qids as 32-bit integers: the offsets stay dense); holdout users' earlier-fold queries only see labels
-    before the valid window."""
+    before the valid window. Tail positives are graded `tail_grade` (`graded_tail_labels`)."""
     train, valid = training_queries(features, train_users, holdout_users)
     parts = [train]
     offset = int(features["user"].max()) + 1 if len(features) else 0
@@ -96,7 +106,7 @@ def fold_queries(features: pd.DataFrame, earlier: list[pd.DataFrame], train_user
         fold_train, _ = training_queries(frame, users, users[:0])
         parts.append(fold_train.assign(qid=fold_train["qid"] + offset))
         offset += int(frame["user"].max()) + 1 if len(frame) else 0
-    return pd.concat(parts, ignore_index=True), valid
+    return graded_tail_labels(pd.concat(parts, ignore_index=True), tail_grade), graded_tail_labels(valid, tail_grade)
 
 
 # ------------------------------------------------------------------------------------------------ scorers

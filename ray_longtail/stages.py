@@ -178,7 +178,8 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
     if config.rank.enabled:
         names = ctx.store.read_json(FEATURE_NAMES)
         earlier = [ctx.features(name) for name in ctx.fold_names()[1:]]
-        train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users)
+        train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users,
+                                            config.rank.tail_positive_grade)
         if train.empty or valid.empty:
             raise UserError("no user has a bought item among its candidates in the valid window: the ranker cannot "
                             "learn; use a longer split.valid_days or set rank.enabled=false")

@@ -100,7 +100,8 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     rounds = 0
     if config.rank.enabled:
         earlier = [trial_features(config, p, c, data.catalog, clusters)[0] for p, c in data.earlier]
-        train, valid = scoring.fold_queries(features, earlier, data.train_users, data.holdout_users)
+        train, valid = scoring.fold_queries(features, earlier, data.train_users, data.holdout_users,
+                                            config.rank.tail_positive_grade)
         booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
         scorer, rounds = scoring.RankerScorer(booster, names), booster.num_boosted_rounds()
     else:

@@ -137,3 +137,11 @@ def test_xquad_tail_equals_xquad_at_zero_and_puts_tail_first_at_one(phase):
     pd.testing.assert_frame_equal(plain, tail)
     share = {m: is_tail[rerank(*args, 1.0, m, **kwargs)["item"]].mean() for m in ("xquad", "xquad_tail")}
     assert share["xquad_tail"] == 1.0 > share["xquad"]  # plain xQuAD stays calibrated to the appetite
+
+
+def test_tail_positive_grade_upweights_only_bought_tail_candidates():
+    frame = pd.DataFrame({"user": [0, 0, 0, 1], "item": [1, 2, 3, 4], "label": [1.0, 1.0, 0.0, 1.0],
+                          "is_tail": [1.0, 0.0, 1.0, 1.0]})
+    train, valid = scoring.fold_queries(frame, [], np.array([0]), np.array([1]), tail_grade=3)
+    assert train["label"].tolist() == [3.0, 1.0, 0.0] and valid["label"].tolist() == [3.0]
+    assert scoring.fold_queries(frame, [], np.array([0]), np.array([1]))[0]["label"].tolist() == [1.0, 1.0, 0.0]
