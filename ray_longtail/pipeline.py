@@ -40,7 +40,7 @@ from ray_longtail.data.split import Cuts
 from ray_longtail.errors import UserError
 from ray_longtail.features import FeatureBuilder
 from ray_longtail.phase import Phase, fold_names, load_phase, read_catalog_ids, read_item_vectors
-from ray_longtail.rank import load_ranker
+from ray_longtail.rank import MODEL_FILE, load_ranker
 from ray_longtail.runtime import ray_session
 from ray_longtail.scoring import RankerScorer, fit_feature_builder, selection_options
 
@@ -154,6 +154,10 @@ class RunContext:
         or a union source alone (`scoring.selection_options`)."""
         if name == "ranker":
             if self._ranker is None:
+                if not self.store.exists(f"ranker/{MODEL_FILE}"):
+                    why = self.store.read_bytes("ranker/_SUCCESS").decode() if self.store.exists("ranker/_SUCCESS") \
+                        else "the rank stage has not run"
+                    raise UserError(f"run {self.store.run_id} has no trained ranker: {why}")
                 self._ranker = RankerScorer(*load_ranker(self.store))
             return self._ranker
         return selection_options(self.config, None)[name]

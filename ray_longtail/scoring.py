@@ -160,7 +160,8 @@ def selection_options(config: Config, ranker: RankerScorer | None) -> dict:
     """The scorers the final stage chooses among, simplest first: each union source alone, the blend, the
     ranker (when trained)."""
     sources = config.retrieve.sources
-    options: dict = {name: SourceScorer(name, sources) for name in sources}
+    simplest_first = sorted(sources, key=lambda name: name != "popular")  # exact ties go to MostPopular first
+    options: dict = {name: SourceScorer(name, sources) for name in simplest_first}
     options["blend"] = BlendScorer(sources)
     if ranker is not None:
         options["ranker"] = ranker

@@ -28,7 +28,7 @@ from ray_longtail.errors import UserError
 from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, recommendations_frame, system_metrics
 from ray_longtail.features import attach_labels, features_on_ray
 from ray_longtail.profile import profiles_table
-from ray_longtail.rank import save_ranker, score_on_ray, train_ranker
+from ray_longtail.rank import MODEL_FILE, save_ranker, score_on_ray, train_ranker
 from ray_longtail.retrieve import candidate_union, candidates_on_ray
 from ray_longtail.sources.registry import fit_sources, make_sources
 
@@ -167,32 +167,13 @@ def stage_features(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_rank(ctx: RunContext) -> dict[str, Any]:
-    """Train the ranker on the fit phase (history = train, labels = valid) with Ray Train, then choose the final
-    scorer and its tail_weight on the held-out users' valid window (`scoring.select_final`)."""
+    """Train the ranker on the labelled folds with Ray Train, then choose the final scorer and its tail_weight on
+    the held-out users' valid window (`scoring.select_final`)."""
     config = ctx.config
     features = ctx.features("fit")
     users = np.unique(features["user"].to_numpy())
     train_users, holdout_users = scoring.holdout_split(users, config.rank.holdout_share, config.seed)
-    summary: dict[str, Any] = {"ranker": "disabled"}
-    ranker = None
-    if config.rank.enabled:
-        names = ctx.store.read_json(FEATURE_NAMES)
-        earlier = [ctx.features(name) for name in ctx.fold_names()[1:]]
-        train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users,
-                                            config.rank.tail_positive_grade)
-        if train.empty or valid.empty:
-            raise UserError("no user has a bought item among its candidates in the valid window: the ranker cannot "
-                            "learn; use a longer split.valid_days or set rank.enabled=false")
-        booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
-                                     seed=config.seed)
-        info.update(train_groups=int(train[S.QID].nunique()), holdout_groups=int(valid[S.QID].nunique()),
-                    folds=1 + len(earlier))
-        save_ranker(ctx.store, booster, names, info)
-        ranker = scoring.RankerScorer(booster, names)
-        ctx.set_ranker(ranker)
-        summary = {"rounds": info.get("rounds"), "train_groups": info["train_groups"], "folds": info["folds"]}
-    else:
-        ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled")
+    ranker, summary = fit_ranker(ctx, features, train_users, holdout_users)
     holdout_phase = scoring.restrict_phase(ctx.phase("fit"), holdout_users)
     holdout = features[features["user"].isin(holdout_users)]
     options = {name: ranked_candidates(ctx, "fit", holdout, scorer)
@@ -202,6 +183,34 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
     log.info("final scorer %s at tail_weight %s (%s)", selection["scorer"], selection["selected"],
              selection["reason"])
     return summary | {"scorer": selection["scorer"], "selected_tail_weight": selection["selected"]}
+
+
+def fit_ranker(ctx: RunContext, features, train_users: np.ndarray, holdout_users: np.ndarray):
+    """(RankerScorer or None, summary): the ranker trained on Ray Train over every labelled fold, or None (with
+    the reason in `ranker/_SUCCESS` and the log) when it is disabled or no query has a bought candidate on one
+    side of the holdout split: the final stage then chooses among the sources and the blend."""
+    config = ctx.config
+    if not config.rank.enabled:
+        ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled (rank.enabled=false)")
+        return None, {"ranker": "disabled"}
+    names = ctx.store.read_json(FEATURE_NAMES)
+    earlier = [ctx.features(name) for name in ctx.fold_names()[1:]]
+    train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users, config.rank.tail_positive_grade)
+    if train.empty or valid.empty:
+        reason = (f"ranker not trained: {train[S.QID].nunique()} training and {valid[S.QID].nunique()} held-out "
+                  "users have a bought item among their candidates (a longer split.valid_days or more rank.folds "
+                  "gives it more); the final stage chooses among the sources and the blend")
+        log.warning(reason)
+        ctx.store.write_bytes("ranker/_SUCCESS", reason.encode())
+        return None, {"ranker": reason}
+    booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
+                                 seed=config.seed)
+    info.update(train_groups=int(train[S.QID].nunique()), holdout_groups=int(valid[S.QID].nunique()),
+                folds=1 + len(earlier))
+    save_ranker(ctx.store, booster, names, info)
+    ranker = scoring.RankerScorer(booster, names)
+    ctx.set_ranker(ranker)
+    return ranker, {"rounds": info.get("rounds"), "train_groups": info["train_groups"], "folds": info["folds"]}
 
 
 def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> scoring.RankedCandidates:
@@ -229,7 +238,7 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
     systems = baseline_metrics(phase, candidates, config.eval.baselines, config.eval.ks)
     scorer_name, tail_weight = final_choice(ctx)
     for name in ("blend", "ranker"):  # the combiners alone (tail_weight 0), whether chosen or not
-        if name != "ranker" or config.rank.enabled:
+        if name != "ranker" or ctx.store.exists(f"ranker/{MODEL_FILE}"):
             ranked = ranked_candidates(ctx, "eval", features, ctx.scorer(name))
             systems[name.capitalize()] = system_metrics(phase, scoring.phase_lists(phase, ranked, 0.0, config),
                                                         config.eval.ks)

@@ -219,3 +219,25 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     curve = selection["options"]["ranker"]["curve"]
     assert trial["ndcg@10"] == pytest.approx(curve[str(weight)]["ndcg@10"], abs=1e-12)
     assert trial["tail_recall@10"] == pytest.approx(curve[str(weight)]["tail_recall@10"], abs=1e-12)
+
+
+def test_without_labelled_queries_the_final_stage_chooses_among_sources(run_ctx, tmp_path):
+    """A shop whose valid window has no bought candidate: no ranker is trained, the run says why, and the final
+    stage still chooses a scorer (a source or the blend) and a tail_weight on valid."""
+    import shutil
+
+    from ray_longtail import stages
+    from ray_longtail.artifacts import SELECTION, features_artifact
+    from ray_longtail.config import replace
+
+    shutil.copytree(run_ctx.store.root, tmp_path / "run")
+    config = replace(run_ctx.config, **{"artifacts": str(tmp_path), "run_id": "run"})
+    ctx = RunContext(config, RunStore(str(tmp_path), "run"))
+    for name in ctx.fold_names():
+        ctx.set_features(name, ctx.features(name).assign(label=0.0))
+    shutil.rmtree(tmp_path / "run" / "ranker")
+    summary = stages.stage_rank(ctx)
+    selection = ctx.store.read_json(SELECTION)
+    assert "ranker" not in selection["options"] and selection["scorer"] in {*config.retrieve.sources, "blend"}
+    assert "ranker not trained" in summary["ranker"] and not (tmp_path / "run" / "ranker" / "model.ubj").exists()
+    assert features_artifact("fit1") == "fit1/features.parquet"
