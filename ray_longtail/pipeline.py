@@ -325,16 +325,16 @@ def run_tune(config: Config, num_samples: int | None = None) -> str:
 
 
 def trial_data(ctx: RunContext):
-    """What every `tune` trial reads, from a run whose features exist: the fit phase, its candidates, the
-    ranker's train / holdout users (the same split as the rank stage) and the tail floor on the holdout."""
-    from ray_longtail.scoring import holdout_split, restrict_phase, tail_floor
-    from ray_longtail.tune import TrialData
+    """What every `tune` trial reads, from a run whose features exist: the labelled folds with the rank stage's
+    train / holdout split, and the tail floor on their held-out users."""
+    from ray_longtail.scoring import restrict_phase, tail_floor
+    from ray_longtail.stages import holdout_users
+    from ray_longtail.tune import TrialData, TrialFold
 
-    config = ctx.config
-    phase, candidates = ctx.phase("fit"), ctx.candidates("fit")
-    users = np.unique(ctx.features("fit")["user"].to_numpy())
-    train_users, holdout_users = holdout_split(users, config.rank.holdout_share, config.seed)
-    floor, _ = tail_floor(restrict_phase(phase, holdout_users), candidates, config)
-    earlier = tuple((ctx.phase(name), ctx.candidates(name)) for name in ctx.fold_names()[1:])
-    return TrialData(config=config, phase=phase, candidates=candidates, catalog=ctx.table("catalog.parquet"),
-                     train_users=train_users, holdout_users=holdout_users, floor=floor, earlier=earlier)
+    folds = []
+    for fold, name in enumerate(ctx.fold_names()):
+        train_users, holdout = holdout_users(ctx, name, fold)
+        folds.append(TrialFold(phase=ctx.phase(name), candidates=ctx.candidates(name), train_users=train_users,
+                               holdout_users=holdout))
+    floor, _ = tail_floor([(restrict_phase(f.phase, f.holdout_users), f.candidates) for f in folds], ctx.config)
+    return TrialData(config=ctx.config, catalog=ctx.table("catalog.parquet"), folds=tuple(folds), floor=floor)

@@ -91,22 +91,20 @@ def graded_tail_labels(frame: pd.DataFrame, tail_grade: int) -> pd.DataFrame:
     return frame.assign(label=np.where(tail_positive, float(tail_grade), frame["label"].to_numpy()))
 
 
-def fold_queries(features: pd.DataFrame, earlier: list[pd.DataFrame], train_users: np.ndarray,
-                 holdout_users: np.ndarray, tail_grade: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, valid) query groups over the labelled folds: the newest fold ("fit") split into train / holdout
-    users as `training_queries`, plus every user of each earlier fold (`earlier[j]` = fold j + 1) as training
-    queries. Each fold has its own user indices, so fold j's qids are offset past every earlier fold's (XGBoost
-    keeps qids as 32-bit integers: the offsets stay dense); holdout users' earlier-fold queries only see labels
-    before the valid window. Tail positives are graded `tail_grade` (`graded_tail_labels`)."""
-    train, valid = training_queries(features, train_users, holdout_users)
-    parts = [train]
-    offset = int(features["user"].max()) + 1 if len(features) else 0
-    for frame in earlier:
-        users = np.unique(frame["user"].to_numpy())
-        fold_train, _ = training_queries(frame, users, users[:0])
-        parts.append(fold_train.assign(qid=fold_train["qid"] + offset))
-        offset += int(frame["user"].max()) + 1 if len(frame) else 0
-    return graded_tail_labels(pd.concat(parts, ignore_index=True), tail_grade), graded_tail_labels(valid, tail_grade)
+def fold_queries(folds: list[tuple[pd.DataFrame, np.ndarray, np.ndarray]],
+                 tail_grade: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid) query groups over the labelled folds, each given as (feature rows, train users, holdout
+    users): every fold's `training_queries`, its qids offset past every earlier fold's (each fold has its own user
+    indices; XGBoost keeps qids as 32-bit integers, so the offsets stay dense). Tail positives are graded
+    `tail_grade` (`graded_tail_labels`). Earlier folds only hold labels before the valid window."""
+    trains, valids, offset = [], [], 0
+    for features, train_users, holdout_users in folds:
+        train, valid = training_queries(features, train_users, holdout_users)
+        trains.append(train.assign(qid=train["qid"] + offset))
+        valids.append(valid.assign(qid=valid["qid"] + offset))
+        offset += int(features["user"].max()) + 1 if len(features) else 0
+    return (graded_tail_labels(pd.concat(trains, ignore_index=True), tail_grade),
+            graded_tail_labels(pd.concat(valids, ignore_index=True), tail_grade))
 
 
 # ------------------------------------------------------------------------------------------------ scorers
@@ -258,18 +256,38 @@ def constrained_objective(metrics: dict[str, float], floor: float, objective: st
     return -1.0 + float(metrics["tail_recall@10"]) / max(floor, 1e-12)
 
 
-def tail_floor(phase: Phase, candidates: pd.DataFrame, config: Config) -> tuple[float, dict[str, float]]:
-    """The TailRecall@10 floor (ratio x ItemKNN's on the phase) and ItemKNN's metrics there."""
-    itemknn = system_metrics(phase, candidates[candidates["source"] == "itemknn"], config.eval.ks)
+def pooled_metrics(parts: list[tuple[Phase, pd.DataFrame]], ks: list[int]) -> dict[str, float]:
+    """`system_metrics` over several held-out phases (one per labelled fold), each metric the mean over the parts
+    weighted by their evaluated users (tail / cold recall by their tail / cold users): more users behind every
+    choice made on valid than the newest fold alone has."""
+    results = [system_metrics(phase, lists, ks) for phase, lists in parts]
+    counts = ("users", "tail_users", "cold_users")
+    out: dict[str, float] = {key: int(sum(r[key] for r in results)) for key in counts}
+    for key in results[0]:
+        if key in counts:
+            continue
+        by = "tail_users" if key.startswith("tail_recall") else "cold_users" if key.startswith("cold_recall") \
+            else "users"
+        total = sum(r[by] for r in results)
+        out[key] = float(sum(r[key] * r[by] for r in results) / total) if total else 0.0
+    return out
+
+
+def tail_floor(parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> tuple[float, dict[str, float]]:
+    """The TailRecall@10 floor (ratio x ItemKNN's on the held-out phases, with their candidates) and ItemKNN's
+    pooled metrics there."""
+    itemknn = pooled_metrics([(phase, c[c["source"] == "itemknn"]) for phase, c in parts], config.eval.ks)
     return config.tune.tail_recall_floor_ratio * itemknn["tail_recall@10"], itemknn
 
 
-def tradeoff_curve(phase: Phase, ranked: RankedCandidates, config: Config, floor: float,
+def tradeoff_curve(parts: list[tuple[Phase, RankedCandidates]], config: Config, floor: float,
                    weights: list[float] | None = None) -> dict[str, dict[str, float]]:
-    """Per tail_weight (default `eval.tail_weights`): the curve metrics and the constrained objective."""
+    """Per tail_weight (default `eval.tail_weights`): the pooled curve metrics over the held-out phases and the
+    constrained objective."""
     curve = {}
     for weight in config.eval.tail_weights if weights is None else weights:
-        metrics = system_metrics(phase, phase_lists(phase, ranked, weight, config), config.eval.ks)
+        metrics = pooled_metrics([(phase, phase_lists(phase, ranked, weight, config)) for phase, ranked in parts],
+                                 config.eval.ks)
         curve[str(weight)] = {key: metrics[key] for key in (*CURVE_METRICS, config.tune.objective)}
         curve[str(weight)]["objective"] = constrained_objective(metrics, floor, config.tune.objective)
     return curve
@@ -295,17 +313,17 @@ def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float],
     return float(chosen), bool(meets), reason
 
 
-def select_tail_weight(holdout_phase: Phase, ranked: RankedCandidates, config: Config, floor: float) -> dict:
+def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Config, floor: float) -> dict:
     """The trade-off curve of one scorer's lists on the held-out users and the weight `choose_tail_weight`
     picks within the scorer's own accuracy budget, with the metrics there."""
-    curve = tradeoff_curve(holdout_phase, ranked, config, floor)
+    curve = tradeoff_curve(parts, config, floor)
     weight, meets, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                                config.tune.objective)
     return {"tail_weight": weight, "meets_floor": meets, "reason": reason, **curve[str(weight)], "curve": curve}
 
 
-def select_final(holdout_phase: Phase, options: dict[str, RankedCandidates], candidates: pd.DataFrame,
-                 config: Config) -> dict:
+def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
+                 floor_parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> dict:
     """The final scorer and tail_weight, chosen on the held-out fit-phase users with the run's objective (max
     `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the
     ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; the best
@@ -314,9 +332,9 @@ def select_final(holdout_phase: Phase, options: dict[str, RankedCandidates], can
     measured from below its own best: from its best minus `rerank.surplus_share` of what it gains over the best
     single source at tail_weight 0 (that gain, measured on few users, is optimistic: the default spends half of
     it on the tail; 0 keeps the winner's own budget, 1 spends all of it)."""
-    floor, itemknn = tail_floor(holdout_phase, candidates, config)
+    floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
-    results = {name: select_tail_weight(holdout_phase, ranked, config, floor) for name, ranked in options.items()}
+    results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}
     chosen = max(results, key=lambda name: (results[name]["meets_floor"], results[name][metric],
                                             -list(results).index(name)))
     single = max(results[name]["curve"]["0.0"][metric] for name in config.retrieve.sources if name in results)
@@ -326,7 +344,8 @@ def select_final(holdout_phase: Phase, options: dict[str, RankedCandidates], can
     weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                            metric, reference)
     return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
-            "itemknn": itemknn, "holdout_users": int(len(holdout_phase.users)), "options": results,
+            "itemknn": itemknn, "holdout_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
+            "options": results,
             "best_single_source": single, "budget_reference": reference}
 
 

@@ -168,34 +168,43 @@ def stage_features(ctx: RunContext) -> dict[str, Any]:
 
 def stage_rank(ctx: RunContext) -> dict[str, Any]:
     """Train the ranker on the labelled folds with Ray Train, then choose the final scorer and its tail_weight on
-    the held-out users' valid window (`scoring.select_final`)."""
+    the held-out users of every fold (`scoring.select_final`)."""
     config = ctx.config
-    features = ctx.features("fit")
-    users = np.unique(features["user"].to_numpy())
-    train_users, holdout_users = scoring.holdout_split(users, config.rank.holdout_share, config.seed)
-    ranker, summary = fit_ranker(ctx, features, train_users, holdout_users)
-    holdout_phase = scoring.restrict_phase(ctx.phase("fit"), holdout_users)
-    holdout = features[features["user"].isin(holdout_users)]
-    options = {name: ranked_candidates(ctx, "fit", holdout, scorer)
-               for name, scorer in scoring.selection_options(config, ranker).items()}
-    selection = scoring.select_final(holdout_phase, options, ctx.candidates("fit"), config)
+    splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}
+    ranker, summary = fit_ranker(ctx, splits)
+    held_out = {name: (scoring.restrict_phase(ctx.phase(name), holdout),
+                       ctx.features(name)[ctx.features(name)["user"].isin(holdout)]) for name, (_, holdout) in
+                splits.items()}
+    options = {option: [(phase, ranked_candidates(ctx, name, rows, scorer)) for name, (phase, rows) in
+                        held_out.items()]
+               for option, scorer in scoring.selection_options(config, ranker).items()}
+    floor_parts = [(phase, ctx.candidates(name)) for name, (phase, _) in held_out.items()]
+    selection = scoring.select_final(options, floor_parts, config)
     ctx.store.write_json(SELECTION, selection)
+    ctx.forget_phases()  # the folds' phases are not needed after the choice
     log.info("final scorer %s at tail_weight %s (%s)", selection["scorer"], selection["selected"],
              selection["reason"])
     return summary | {"scorer": selection["scorer"], "selected_tail_weight": selection["selected"]}
 
 
-def fit_ranker(ctx: RunContext, features, train_users: np.ndarray, holdout_users: np.ndarray):
-    """(RankerScorer or None, summary): the ranker trained on Ray Train over every labelled fold, or None (with
-    the reason in `ranker/_SUCCESS` and the log) when it is disabled or no query has a bought candidate on one
-    side of the holdout split: the final stage then chooses among the sources and the blend."""
+def holdout_users(ctx: RunContext, name: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train users, holdout users) of a labelled fold: a seeded `rank.holdout_share` of its users."""
+    users = np.unique(ctx.features(name)["user"].to_numpy())
+    return scoring.holdout_split(users, ctx.config.rank.holdout_share, ctx.config.seed + fold)
+
+
+def fit_ranker(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """(RankerScorer or None, summary): the ranker trained on Ray Train over every labelled fold (early stopping
+    on the folds' held-out users), or None (with the reason in `ranker/_SUCCESS` and the log) when it is disabled
+    or no query has a bought candidate on one side of the split: the final stage then chooses among the sources
+    and the blend."""
     config = ctx.config
     if not config.rank.enabled:
         ctx.store.write_bytes("ranker/_SUCCESS", b"ranker disabled (rank.enabled=false)")
         return None, {"ranker": "disabled"}
     names = ctx.store.read_json(FEATURE_NAMES)
-    earlier = [ctx.features(name) for name in ctx.fold_names()[1:]]
-    train, valid = scoring.fold_queries(features, earlier, train_users, holdout_users, config.rank.tail_positive_grade)
+    folds = [(ctx.features(name), train, holdout) for name, (train, holdout) in splits.items()]
+    train, valid = scoring.fold_queries(folds, config.rank.tail_positive_grade)
     if train.empty or valid.empty:
         reason = (f"ranker not trained: {train[S.QID].nunique()} training and {valid[S.QID].nunique()} held-out "
                   "users have a bought item among their candidates (a longer split.valid_days or more rank.folds "
@@ -206,7 +215,7 @@ def fit_ranker(ctx: RunContext, features, train_users: np.ndarray, holdout_users
     booster, info = train_ranker(train, valid, names, config.rank, storage_path=config.rank.storage_path,
                                  seed=config.seed)
     info.update(train_groups=int(train[S.QID].nunique()), holdout_groups=int(valid[S.QID].nunique()),
-                folds=1 + len(earlier))
+                folds=len(folds))
     save_ranker(ctx.store, booster, names, info)
     ranker = scoring.RankerScorer(booster, names)
     ctx.set_ranker(ranker)

@@ -21,7 +21,6 @@ import pandas as pd
 
 from ray_longtail import scoring
 from ray_longtail.config import Config, replace
-from ray_longtail.evaluate import system_metrics
 from ray_longtail.features import attach_labels
 from ray_longtail.phase import Phase
 
@@ -29,19 +28,25 @@ TRIAL_METRICS = ("objective", "ndcg@10", "tail_recall@10", "coverage@10", "round
 
 
 @dataclasses.dataclass(frozen=True)
-class TrialData:
-    """What every trial reads (put in the object store once): the fit phase, its stored candidates (every
-    source), the catalog, the ranker's train / holdout users, the tail-recall floor on the holdout users, and
-    the earlier labelled folds (phase, candidates) the ranker also trains on."""
+class TrialFold:
+    """One labelled fold as a trial reads it: its phase, stored candidates (every source) and the ranker's train /
+    holdout users (the rank stage's split)."""
 
-    config: Config
     phase: Phase
     candidates: pd.DataFrame
-    catalog: pd.DataFrame
     train_users: np.ndarray
     holdout_users: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialData:
+    """What every trial reads (put in the object store once): the config, the catalog, the labelled folds
+    (newest first) and the tail-recall floor on their held-out users."""
+
+    config: Config
+    catalog: pd.DataFrame
+    folds: tuple
     floor: float
-    earlier: tuple = ()
 
 
 def search_space(config: Config) -> dict[str, Any]:
@@ -89,29 +94,31 @@ def trial_features(config: Config, phase: Phase, candidates: pd.DataFrame, catal
 
 
 def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
-    """Score one point of the search space on the held-out users' valid window (plain, no Ray inside)."""
+    """Score one point of the search space on the folds' held-out users (plain, no Ray inside)."""
     from ray_longtail.discover import cluster_items
     from ray_longtail.rank import train_ranker_local
 
     config = trial_config(data.config, params)
-    phase = data.phase
-    clusters, _ = cluster_items(phase.context.vectors, config.discover.n_clusters, seed=config.discover.seed)
-    features, names = trial_features(config, phase, data.candidates, data.catalog, clusters)
-    rounds = 0
+    vectors = data.folds[0].phase.context.vectors
+    clusters, _ = cluster_items(vectors, config.discover.n_clusters, seed=config.discover.seed)
+    built = [trial_features(config, f.phase, f.candidates, data.catalog, clusters) for f in data.folds]
+    names, rounds = built[0][1], 0
     if config.rank.enabled:
-        earlier = [trial_features(config, p, c, data.catalog, clusters)[0] for p, c in data.earlier]
-        train, valid = scoring.fold_queries(features, earlier, data.train_users, data.holdout_users,
-                                            config.rank.tail_positive_grade)
+        queries = [(features, f.train_users, f.holdout_users) for (features, _), f in zip(built, data.folds,
+                                                                                          strict=True)]
+        train, valid = scoring.fold_queries(queries, config.rank.tail_positive_grade)
         booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
         scorer, rounds = scoring.RankerScorer(booster, names), booster.num_boosted_rounds()
     else:
         scorer = scoring.BlendScorer(config.retrieve.sources)
-    holdout = features[features["user"].isin(data.holdout_users)]
-    scored = scoring.scored_candidates(holdout, scorer.score(holdout), config.retrieve.sources)
-    ranked = scoring.rank_candidates(scored, phase.history, phase.is_tail, config.rerank.depth)
-    holdout_phase = scoring.restrict_phase(phase, data.holdout_users)
-    lists = scoring.phase_lists(holdout_phase, ranked, config.rerank.tail_weight, config)
-    metrics = system_metrics(holdout_phase, lists, config.eval.ks)
+    parts = []
+    for (features, _), fold in zip(built, data.folds, strict=True):
+        holdout = features[features["user"].isin(fold.holdout_users)]
+        scored = scoring.scored_candidates(holdout, scorer.score(holdout), config.retrieve.sources)
+        ranked = scoring.rank_candidates(scored, fold.phase.history, fold.phase.is_tail, config.rerank.depth)
+        phase = scoring.restrict_phase(fold.phase, fold.holdout_users)
+        parts.append((phase, scoring.phase_lists(phase, ranked, config.rerank.tail_weight, config)))
+    metrics = scoring.pooled_metrics(parts, config.eval.ks)
     return {"objective": scoring.constrained_objective(metrics, data.floor, config.tune.objective),
             "ndcg@10": metrics["ndcg@10"], "tail_recall@10": metrics["tail_recall@10"],
             "coverage@10": metrics["coverage@10"], "rounds": int(rounds)}

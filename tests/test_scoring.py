@@ -44,13 +44,13 @@ def test_selection_picks_a_single_source_when_the_ranker_is_worse(phase):
     truth = np.zeros((phase.history.n_users, N_ITEMS))
     truth[phase.users] = phase.truth.toarray()
     rng = np.random.default_rng(1)
-    options = {"ease": ranked_from(phase, truth + 0.01 * rng.random(truth.shape)),
-               "ranker": ranked_from(phase, rng.random(truth.shape))}
-    empty = pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []})
-    selection = scoring.select_final(phase, options, empty, config)
+    options = {"ease": [(phase, ranked_from(phase, truth + 0.01 * rng.random(truth.shape)))],
+               "ranker": [(phase, ranked_from(phase, rng.random(truth.shape)))]}
+    empty = [(phase, pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []}))]
+    selection = scoring.select_final(options, empty, config)
     assert selection["scorer"] == "ease"
     assert selection["options"]["ease"]["ndcg@10"] > selection["options"]["ranker"]["ndcg@10"]
-    tied = scoring.select_final(phase, {"ease": options["ease"], "ranker": options["ease"]}, empty, config)
+    tied = scoring.select_final({"ease": options["ease"], "ranker": options["ease"]}, empty, config)
     assert tied["scorer"] == "ease"  # ties go to the simpler option: the ranker must earn its place
 
 
@@ -117,11 +117,26 @@ def test_folds_never_let_a_label_window_into_their_history(tmp_path):
     assert fold_names(load_config(overrides=["rank.folds=20"]), cuts)[-1] == "fit6"  # stops before t_min
 
 
+def test_pooled_metrics_weight_each_fold_by_its_users(phase):
+    rng = np.random.default_rng(4)
+    lists = scoring.phase_lists(phase, ranked_from(phase, rng.random((phase.history.n_users, N_ITEMS))), 0.0,
+                                load_config(overrides=["eval.ks=[10]"]))
+    half = scoring.restrict_phase(phase, phase.users[:10])
+    single, pooled = scoring.pooled_metrics([(phase, lists)], [10]), scoring.pooled_metrics([(phase, lists)] * 2, [10])
+    assert pooled["ndcg@10"] == pytest.approx(single["ndcg@10"]) and pooled["users"] == 2 * single["users"]
+    mixed = scoring.pooled_metrics([(phase, lists), (half, lists)], [10])
+    part = scoring.pooled_metrics([(half, lists)], [10])
+    total = single["users"] + part["users"]
+    assert mixed["ndcg@10"] == pytest.approx((single["ndcg@10"] * single["users"] + part["ndcg@10"] * part["users"])
+                                             / total)
+
+
 def test_fold_queries_keep_every_fold_user_apart_in_32_bit_qids():
     newest = pd.DataFrame({"user": [0, 0, 1, 2, 2], "item": [1, 2, 1, 3, 4], "label": [1.0, 0, 1, 0, 1]})
     older = pd.DataFrame({"user": [0, 0, 5, 5], "item": [1, 2, 1, 2], "label": [1.0, 0, 0, 1]})
-    train, valid = scoring.fold_queries(newest, [older], np.array([0, 1]), np.array([2]))
-    assert set(valid["qid"]) == {2} and set(train["qid"]) == {0, 1, 3, 8}
+    train, valid = scoring.fold_queries([(newest, np.array([0, 1]), np.array([2])),
+                                         (older, np.array([0]), np.array([5]))])
+    assert set(valid["qid"]) == {2, 8} and set(train["qid"]) == {0, 1, 3}
     assert train["qid"].max() < 2**32 and not set(train["qid"]) & set(valid["qid"])
 
 
@@ -142,6 +157,6 @@ def test_xquad_tail_equals_xquad_at_zero_and_puts_tail_first_at_one(phase):
 def test_tail_positive_grade_upweights_only_bought_tail_candidates():
     frame = pd.DataFrame({"user": [0, 0, 0, 1], "item": [1, 2, 3, 4], "label": [1.0, 1.0, 0.0, 1.0],
                           "is_tail": [1.0, 0.0, 1.0, 1.0]})
-    train, valid = scoring.fold_queries(frame, [], np.array([0]), np.array([1]), tail_grade=3)
+    train, valid = scoring.fold_queries([(frame, np.array([0]), np.array([1]))], tail_grade=3)
     assert train["label"].tolist() == [3.0, 1.0, 0.0] and valid["label"].tolist() == [3.0]
-    assert scoring.fold_queries(frame, [], np.array([0]), np.array([1]))[0]["label"].tolist() == [1.0, 1.0, 0.0]
+    assert scoring.fold_queries([(frame, np.array([0]), np.array([1]))])[0]["label"].tolist() == [1.0, 1.0, 0.0]
