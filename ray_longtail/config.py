@@ -199,6 +199,7 @@ class RankConfig:
     tail_positive_grade: int = number(1, ge=1, le=10)  # relevance grade of bought tail candidates (1 = as head)
     holdout_share: float = number(0.2, gt=0, lt=1)  # fit-phase users held out for early stopping and tail_weight
     score_on_ray: bool = True  # batch scoring as Ray Data map_batches
+    ray_scoring_rows: int = number(100_000, ge=0)  # smaller frames are scored in process (same scores)
     storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp
 
 

@@ -223,9 +223,12 @@ def fit_ranker(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> scoring.RankedCandidates:
-    """Score feature rows (the ranker on a Ray Data actor pool when `rank.score_on_ray`) and rank them."""
+    """Score feature rows (the ranker on a Ray Data actor pool when `rank.score_on_ray` and there are at least
+    `rank.ray_scoring_rows` of them: below that an actor pool's start-up costs more than the scoring) and rank
+    them."""
     config = ctx.config
-    if isinstance(scorer, scoring.RankerScorer) and config.rank.score_on_ray and len(features):
+    if isinstance(scorer, scoring.RankerScorer) and config.rank.score_on_ray and \
+            len(features) >= config.rank.ray_scoring_rows:
         scores = score_on_ray(scorer.booster, features, scorer.feature_names)
     else:
         scores = scorer.score(features)

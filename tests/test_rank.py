@@ -122,6 +122,14 @@ def test_no_query_group_is_split_across_workers(trained):
     assert info["world_size"] == 2 and info["train_groups"] == len(shards[0])
 
 
+def test_ray_data_batch_scoring_equals_in_process_scores(trained):
+    from ray_longtail.rank import score_on_ray
+
+    booster, _, _, holdout, names, _ = trained
+    np.testing.assert_array_equal(score_on_ray(booster, holdout, names, block_rows=500),
+                                  predict(booster, holdout, names))
+
+
 def test_trained_ranker_beats_random_order(trained, run_ctx):
     booster, _, _, holdout, names, _ = trained
     phase = run_ctx.phase("fit")
