@@ -4,7 +4,7 @@ Scores a batch of user vectors against every item vector and keeps each user's t
 excluded, as the pipeline does), three ways, on the same random unit vectors:
 
 - `numpy argpartition`: matmul + `np.argpartition` (the first implementation);
-- `torch.topk` (the pipeline's `ray_longtail.candidates.top_n`: matmul + `torch.topk`, exact tie order);
+- `torch.topk` (the pipeline's `ray_longtail.sources.base.top_n`: matmul + `torch.topk`, exact tie order);
 - `faiss IndexFlatIP` (exact inner-product search, asked for n + the most items any user has seen), when
   `faiss` is importable (`pip install faiss-cpu`; not a dependency of the project).
 
