@@ -235,7 +235,7 @@ def test_without_labelled_queries_the_final_stage_chooses_among_sources(run_ctx,
     import shutil
 
     from ray_longtail import stages
-    from ray_longtail.artifacts import SELECTION, features_artifact
+    from ray_longtail.artifacts import SELECTION
     from ray_longtail.config import replace
 
     shutil.copytree(run_ctx.store.root, tmp_path / "run")
@@ -248,4 +248,3 @@ def test_without_labelled_queries_the_final_stage_chooses_among_sources(run_ctx,
     selection = ctx.store.read_json(SELECTION)
     assert "ranker" not in selection["options"] and selection["scorer"] in {*config.retrieve.sources, "blend"}
     assert "ranker not trained" in summary["ranker"] and not (tmp_path / "run" / "ranker" / "model.ubj").exists()
-    assert features_artifact("fit1") == "fit1/features.parquet"

@@ -162,7 +162,8 @@ def test_every_registered_source_meets_the_source_contract(real_slice, name):
         assert (np.diff(np.where(items >= 0, scores, np.finfo(np.float32).min), axis=1) <= 0).all()  # best first
         seen = history.binary[users].toarray().astype(bool)
         hits = np.take_along_axis(seen, np.maximum(items, 0), axis=1) & (items >= 0)
-        assert not hits.any() if exclude_seen else True
+        if exclude_seen:
+            assert not hits.any(), name
         dense = top_n(mask_seen(np.array(source.score(batch), np.float32), batch.rows, exclude_seen), 25)
         np.testing.assert_array_equal(items, dense[0], err_msg=name)
         np.testing.assert_allclose(scores, dense[1], rtol=1e-6, err_msg=name)
