@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or DIR (default: latest)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
+    serve.add_argument("--set", action="append", default=[], metavar="serve.KEY=VALUE",
+                       help="a serve.* setting over the run's config (repeatable), e.g. serve.cache_users=10000")
     serve.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     return parser
 
@@ -101,7 +103,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from ray_longtail.serve.app import serve_forever
 
-        serve_forever(args.run, host=args.host, port=args.port)
+        serve_forever(args.run, host=args.host, port=args.port, overrides=args.set)
         return 0
     if args.command == "recommend":
         import json

@@ -63,40 +63,16 @@ class FeatureBuilder:
                 "user_days_since_": np.where(n_items > 0, (self.end_ts_ - last_seen) / DAY, np.nan).astype(np.float32),
                 "user_log_price_": np.asarray(user_price, dtype=np.float32)}
 
-    def with_new_users(self, history: History, profiles: np.ndarray) -> FeatureBuilder:
-        """A copy that also knows `history`'s users (an ad-hoc history given at serving time, over the same
-        items), at user indices n_users, n_users + 1, ...: their features come from exactly the code that
-        computes a known user's."""
+    def with_users(self, history: History, profiles: np.ndarray) -> FeatureBuilder:
+        """A copy whose users are `history`'s (user indices 0, 1, ...; an ad-hoc history given at serving time,
+        over the same items): their features come from exactly the code that computes a known user's, without
+        copying the fitted users' state."""
         import copy
 
-        extended = copy.copy(self)
+        view = copy.copy(self)
         for name, value in self._user_state(history, profiles).items():
-            old = getattr(self, name)
-            if isinstance(old, list):
-                setattr(extended, name, [*old, *value])
-            else:
-                setattr(extended, name, np.concatenate([old, value]))
-        return extended
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_log_items_)
-
-    def with_new_items(self, vectors: np.ndarray) -> FeatureBuilder:
-        """A copy that also knows `len(vectors)` items added after fitting, at indices n_items, n_items + 1, ...:
-        cold tail items with no popularity, age, price, category or brand (their features are missing)."""
-        import copy
-
-        extended = copy.copy(self)
-        m = len(vectors)
-        new_vectors = np.asarray(vectors, np.float32).reshape(m, self.vectors_.shape[1])
-        extended.vectors_ = np.vstack([self.vectors_, new_vectors])
-        for name, fill in (("log_pop_", 0.0), ("pop_pct_", 0.0), ("is_tail_", 1.0), ("is_cold_", 1.0),
-                           ("cluster_tail_share_", np.nan), ("item_age_days_", np.nan), ("log_price_", np.nan)):
-            setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, fill, dtype=np.float32)]))
-        for name in ("category_codes_", "brand_codes_"):
-            setattr(extended, name, np.concatenate([getattr(self, name), np.full(m, -1)]))
-        return extended
+            setattr(view, name, value)
+        return view
 
     @property
     def feature_names(self) -> list[str]:
@@ -109,8 +85,8 @@ class FeatureBuilder:
         """`wide` (user, item, score_*/rank_* per source) -> the same rows with every feature column."""
         users = wide["user"].to_numpy(np.int64)
         items = wide["item"].to_numpy(np.int64)
-        out = wide.copy()
-        scores = np.stack([out[f"score_{s}"].to_numpy(np.float32) for s in self.source_names], axis=1)
+        out = {name: wide[name].to_numpy() for name in wide.columns}
+        scores = np.stack([out[f"score_{s}"].astype(np.float32) for s in self.source_names], axis=1)
         out["n_sources"] = np.isfinite(scores).sum(axis=1).astype(np.float32)
         item_vectors = self.vectors_[items]
         out["cos_profile"] = np.einsum("ij,ij->i", self.profiles_[users], item_vectors)
@@ -118,8 +94,8 @@ class FeatureBuilder:
         out["cos_max_last"], out["cos_mean_last"] = cos_max, cos_mean
         out["log_pop"] = self.log_pop_[items]
         out["pop_pct"] = self.pop_pct_[items]
-        for name in self.source_names:
-            out[f"score_norm_{name}"] = per_user_minmax(out["user"].to_numpy(), out[f"score_{name}"].to_numpy())
+        for column, name in enumerate(self.source_names):
+            out[f"score_norm_{name}"] = per_user_minmax(users, scores[:, column])
         out["is_tail"] = self.is_tail_[items]
         out["is_cold"] = self.is_cold_[items]
         out["cluster_tail_share"] = self.cluster_tail_share_[items]
@@ -128,7 +104,7 @@ class FeatureBuilder:
         out["category_match"], out["brand_match"] = category, brand
         out["user_log_items"] = self.user_log_items_[users]
         out["user_days_since"] = self.user_days_since_[users]
-        return out
+        return pd.DataFrame(out, index=wide.index)
 
     def _history_similarity(self, users: np.ndarray, items: np.ndarray, item_vectors: np.ndarray):
         """Per row: max / mean cosine to the user's last N history items; share of the user's history items
@@ -161,9 +137,15 @@ def per_user_minmax(users: np.ndarray, values: np.ndarray) -> np.ndarray:
     """`values` min-max scaled within each user's rows (NaN stays NaN; a user's single value scales to 1): raw
     source scores grow with history length (ItemKNN and EASE sum over history items), so the ranker learns on
     their per-user shape, which is the same in the fit and the eval phase."""
-    frame = pd.DataFrame({"user": users, "value": values})
-    grouped = frame.groupby("user")["value"]
-    low, high = grouped.transform("min").to_numpy(), grouped.transform("max").to_numpy()
+    values = np.asarray(values)
+    if not len(values):
+        return values.astype(np.float32)
+    order = np.argsort(users, kind="stable")
+    first = np.r_[True, np.diff(users[order]) != 0]
+    group = np.empty(len(users), dtype=np.int64)
+    group[order] = np.cumsum(first) - 1
+    low = np.fmin.reduceat(values[order], np.flatnonzero(first))[group]
+    high = np.fmax.reduceat(values[order], np.flatnonzero(first))[group]
     span = high - low
     with np.errstate(invalid="ignore", divide="ignore"):
         scaled = np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 1.0)

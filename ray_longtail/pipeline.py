@@ -28,6 +28,7 @@ from ray_longtail.artifacts import (
     FEATURE_NAMES,
     FEATURES,
     SELECTION,
+    SERVING_LISTS,
     SOURCES_ARTIFACT,
     RunStore,
     candidates_artifact,
@@ -55,6 +56,7 @@ def make_run_id(config: Config) -> str:
     resolved = config_to_dict(config)
     for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
         resolved.pop(key)
+    resolved["serve"] = {"precompute_users": config.serve.precompute_users}  # the rest only configures the server
     fingerprints = [file_fingerprint(items)["sha256_sampled"], file_fingerprint(interactions)["sha256_sampled"]]
     digest = hashlib.sha256(json.dumps([resolved, fingerprints], sort_keys=True).encode()).hexdigest()[:8]
     name = Path(items.rstrip("/")).parent.name or "run"
@@ -187,8 +189,9 @@ STAGES: list[Stage] = [
     Stage("features", (*FEATURES.values(), FEATURE_NAMES), stages.stage_features, needs=("retrieve",),
           uses_ray=True),
     Stage("rank", ("ranker/_SUCCESS", SELECTION), stages.stage_rank, needs=("features",), uses_ray=True),
+    Stage("serving", (SERVING_LISTS,), stages.stage_serving, needs=("rank",), uses_ray=True),
     Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
-          needs=("features", "rank"), uses_ray=True),
+          needs=("features", "rank", "serving"), uses_ray=True),
 ]
 
 

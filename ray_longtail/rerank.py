@@ -24,16 +24,32 @@ import pandas as pd
 def candidate_matrix(lists: pd.DataFrame, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Long (user, item, score) -> (users (u,), items (u, depth) -1 padded, scores (u, depth) -inf padded),
     each row sorted by descending score (ties: lower item index)."""
-    ordered = lists.sort_values(["user", "score", "item"], ascending=[True, False, True], kind="stable")
-    position = ordered.groupby("user").cumcount().to_numpy()
-    ordered = ordered[position < depth]
-    position = position[position < depth]
-    users, row = np.unique(ordered["user"].to_numpy(), return_inverse=True)
-    items = np.full((len(users), depth), -1, dtype=np.int64)
-    scores = np.full((len(users), depth), -np.inf, dtype=np.float64)
-    items[row, position] = ordered["item"].to_numpy()
-    scores[row, position] = ordered["score"].to_numpy()
+    users, items, scores, _ = ranked_rows(lists["user"].to_numpy(), lists["item"].to_numpy(),
+                                          lists["score"].to_numpy(np.float64), depth)
     return users, items, scores
+
+
+def ranked_rows(users: np.ndarray, items: np.ndarray, scores: np.ndarray, depth: int,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (user, item, score) -> (users (u,), items (u, depth) -1 padded, scores (u, depth) -inf padded,
+    rows (u, depth): the input row of each cell, -1 padded), each user's cells by descending score (ties: lower
+    item index; NaN scores last)."""
+    order = np.lexsort((items, -scores, users))
+    sorted_users = users[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = sorted_users[1:] != sorted_users[:-1]
+    starts = np.flatnonzero(first)
+    row = np.cumsum(first) - 1
+    position = np.arange(len(order)) - starts[row]
+    keep = position < depth
+    order, row, position = order[keep], row[keep], position[keep]
+    out_items = np.full((len(starts), depth), -1, dtype=np.int64)
+    out_scores = np.full((len(starts), depth), -np.inf, dtype=np.float64)
+    out_rows = np.full((len(starts), depth), -1, dtype=np.int64)
+    out_items[row, position] = items[order]
+    out_scores[row, position] = scores[order]
+    out_rows[row, position] = order
+    return sorted_users[starts], out_items, out_scores, out_rows
 
 
 def global_tail_share(binary_history, is_tail: np.ndarray) -> float:
@@ -57,6 +73,18 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
            vectors: np.ndarray | None = None) -> pd.DataFrame:
     """Greedy top-k selection per user; returns long (user, item, rank, score, position) with score = the ranker
     score and position = the item's column in `items`."""
+    chosen = greedy_positions(items, scores, k, tail_weight, method, is_tail, appetite, vectors)
+    user_idx, rank_idx = np.nonzero(chosen >= 0)
+    position = chosen[user_idx, rank_idx]
+    return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
+                         "rank": (rank_idx + 1).astype(np.int32),
+                         "score": scores[user_idx, position].astype(np.float32), "position": position})
+
+
+def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float, method: str = "xquad",
+                     is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
+                     vectors: np.ndarray | None = None) -> np.ndarray:
+    """The re-ranker's choice: (n_users, min(k, depth)) columns of `items` in list order, -1 padded."""
     n_users, depth = items.shape
     valid = items >= 0
     finite = np.where(valid, scores, np.nan)
@@ -103,8 +131,4 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
             picked_vectors = cand_vectors[rows, pick]
             sims = np.einsum("udk,uk->ud", cand_vectors, picked_vectors)
             max_sim = np.where(has[:, None], np.maximum(max_sim, sims), max_sim)
-    user_idx, rank_idx = np.nonzero(chosen >= 0)
-    position = chosen[user_idx, rank_idx]
-    return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
-                         "rank": (rank_idx + 1).astype(np.int32),
-                         "score": scores[user_idx, position].astype(np.float32), "position": position})
+    return chosen

@@ -19,7 +19,7 @@ from ray_longtail.evaluate import system_metrics
 from ray_longtail.features import FeatureBuilder
 from ray_longtail.history import History
 from ray_longtail.phase import Phase
-from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
+from ray_longtail.rerank import candidate_matrix, greedy_positions, ranked_rows, rerank, tail_appetite
 
 CURVE_METRICS = ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")
 
@@ -196,10 +196,9 @@ def rank_candidates(scored: pd.DataFrame, history: History, is_tail: np.ndarray,
                     appetite: np.ndarray | None = None) -> RankedCandidates:
     """Scored candidates (user, item, score, source) -> `RankedCandidates`; `appetite` default: from the
     history rows of the users."""
-    users, items, scores = candidate_matrix(scored, depth)
-    lookup = scored.set_index(["user", "item"])["source"]
-    index = pd.MultiIndex.from_arrays([np.repeat(users, items.shape[1]), items.ravel()])
-    sources = lookup.reindex(index).to_numpy(dtype=object).reshape(items.shape)
+    users, items, scores, rows = ranked_rows(scored["user"].to_numpy(), scored["item"].to_numpy(),
+                                             scored["score"].to_numpy(np.float64), depth)
+    sources = np.where(rows >= 0, scored["source"].to_numpy(dtype=object)[np.maximum(rows, 0)], None)
     if appetite is None:
         appetite = tail_appetite(history.binary, is_tail, users)
     return RankedCandidates(users=users, items=items, scores=scores, sources=sources, appetite=appetite)
@@ -217,6 +216,16 @@ def rerank_lists(ranked: RankedCandidates, k: int, tail_weight: float, config: C
         row = start + np.searchsorted(ranked.users[rows], lists["user"].to_numpy())
         parts.append(lists.drop(columns="position").assign(source=ranked.sources[row, lists["position"].to_numpy()]))
     return pd.concat(parts, ignore_index=True)
+
+
+def rerank_user(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
+                vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`rerank_lists` of a one-user `RankedCandidates` without building frames (the request path): (items,
+    scores as float32, sources), each of at most k."""
+    chosen = greedy_positions(ranked.items, ranked.scores, k, tail_weight, config.rerank.method, is_tail=is_tail,
+                              appetite=ranked.appetite, vectors=vectors)[0]
+    chosen = chosen[chosen >= 0]
+    return ranked.items[0, chosen], ranked.scores[0, chosen].astype(np.float32), ranked.sources[0, chosen]
 
 
 def phase_lists(phase: Phase, ranked: RankedCandidates, tail_weight: float, config: Config) -> pd.DataFrame:

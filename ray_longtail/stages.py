@@ -9,11 +9,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from ray_longtail import scoring
 from ray_longtail.artifacts import (
     FEATURE_NAMES,
     SELECTION,
+    SERVING_LISTS,
     SOURCES_ARTIFACT,
     candidates_artifact,
     features_artifact,
@@ -27,6 +29,7 @@ from ray_longtail.embed import item_texts
 from ray_longtail.errors import UserError
 from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, recommendations_frame, system_metrics
 from ray_longtail.features import attach_labels, features_on_ray
+from ray_longtail.precompute import ranked_table, serving_users
 from ray_longtail.profile import profiles_table
 from ray_longtail.rank import MODEL_FILE, save_ranker, score_on_ray, train_ranker
 from ray_longtail.retrieve import candidate_union, candidates_on_ray
@@ -119,6 +122,12 @@ def retrieve_phase(ctx: RunContext, phase_name: str):
                           phase.context)
     if phase_name == "eval":
         ctx.store.write_pickle(SOURCES_ARTIFACT, sources)
+    return user_candidates(config, sources, phase, users)
+
+
+def user_candidates(config, sources: list, phase, users: np.ndarray):
+    """The long candidate frame (user, item, source, score, rank) of `users` from fitted `sources`, on a Ray Data
+    actor pool when `retrieve.use_ray`; sorted by user, source, rank."""
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
     if config.retrieve.use_ray:
         import ray
@@ -235,6 +244,35 @@ def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> sco
     phase = ctx.phase(phase_name)
     scored = scoring.scored_candidates(features, scores, config.retrieve.sources)
     return scoring.rank_candidates(scored, phase.history, phase.is_tail, config.rerank.depth)
+
+
+def stage_serving(ctx: RunContext) -> dict[str, Any]:
+    """Ranked candidates of the eval phase's `serve.precompute_users` most recently active history users with the
+    final scorer (`precompute.py`), in chunks of `serve.precompute_chunk_users` users (bounded memory): what
+    the Serve app answers known users from. The same chain as `evaluate` (retrieve -> features -> score -> rank)."""
+    config = ctx.config
+    phase = ctx.phase("eval")
+    users = serving_users(phase.history, config.serve.precompute_users)
+    scorer_name, _ = final_choice(ctx)
+    scorer, builder = ctx.scorer(scorer_name), ctx.builder("eval")
+    sources = ctx.store.read_pickle(SOURCES_ARTIFACT)
+    tables = []
+    for start in range(0, len(users), config.serve.precompute_chunk_users):
+        chunk = users[start: start + config.serve.precompute_chunk_users]
+        wide = scoring.union_wide(user_candidates(config, sources, phase, chunk), config)
+        features = features_on_ray(builder, wide) if config.retrieve.use_ray else builder.transform(wide)
+        ranked = ranked_candidates(ctx, "eval", features, scorer)
+        tables.append(ranked_table(ranked, chunk, phase.history, config.retrieve.sources, config.eval.exclude_seen))
+    if not tables:  # serve.precompute_users = 0: an empty table (every request is computed on demand)
+        depth = config.rerank.depth
+        none = scoring.RankedCandidates(users=np.zeros(0, np.int64), items=np.zeros((0, depth), np.int64),
+                                        scores=np.zeros((0, depth)), sources=np.zeros((0, depth), object),
+                                        appetite=np.zeros(0))
+        tables.append(ranked_table(none, users, phase.history, config.retrieve.sources, config.eval.exclude_seen))
+    table = pa.concat_tables(tables)
+    ctx.store.write_table(SERVING_LISTS, table)
+    return {"users": int(len(users)), "of_history_users": int(phase.history.n_users), "scorer": scorer_name,
+            "mb": round(table.nbytes / 2**20, 1)}
 
 
 def final_choice(ctx: RunContext) -> tuple[str, float]:

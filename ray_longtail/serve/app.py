@@ -10,6 +10,7 @@ code path as the batch pipeline.
 calls the Encoder; /search, /similar with text, and /items do.
 """
 
+import asyncio
 import logging
 import signal
 import threading
@@ -44,19 +45,18 @@ from ray_longtail.serve.schemas import (
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
-BUILD_ARGS = {"run", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
-REMOTE_SYNC_S = 2.0  # how often a replica looks for items added by other replicas on a remote (s3://) store
+BUILD_ARGS = {"run", "set", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 
 
 # ------------------------------------------------------------------------------------------------ run lookup
-def run_config(run: str):
-    """The resolved config of a finished run (raises UserError when it is not one)."""
-    from ray_longtail.config import load_config
+def run_config(run: str, overrides: list[str] | None = None):
+    """The resolved config of a finished run with serve.* `overrides` (raises UserError when it is not one)."""
+    from ray_longtail.serve.recommender import serving_config
 
     store = open_run_store(run)
     if not store.exists("metrics.json"):
         raise UserError(f"run {run} is not finished (no metrics.json): finish it with `ray-longtail run`")
-    return load_config(extra=store.manifest()["config"])
+    return serving_config(store, overrides)
 
 
 # ------------------------------------------------------------------------------------------------ HTTP layer
@@ -184,14 +184,13 @@ class RecommenderServer:
     """HTTP ingress over one run. Request handlers run on the replica's event loop one at a time (the
     `Recommender` is plain, single-threaded Python); only the Encoder calls are awaited concurrently."""
 
-    def __init__(self, run: str, encoder: DeploymentHandle):
+    def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None):
         from ray_longtail.serve.recommender import Recommender
 
         self.run = run
-        self.rec = Recommender(run)
+        self.rec = Recommender(run, overrides)
         self.encoder = encoder
-        self.remote = "://" in run
-        self.added_files = self._added_listing()
+        self.added_files = self.rec.added_log.listing()
         self.added_checked = time.monotonic()
 
     # ---------------------------------------------------------------- helpers
@@ -207,15 +206,13 @@ class RecommenderServer:
             log.warning("encoder call failed: %s", exc)
             raise HTTPException(503, f"encoder unavailable, retry: {type(exc).__name__}") from exc
 
-    def _added_listing(self) -> frozenset[str]:
-        return self.rec.added_log.listing()
-
-    def _sync_added(self) -> None:
-        """Pick up items that another replica (or a previous app) added to the run since we last looked."""
-        if self.remote and time.monotonic() - self.added_checked < REMOTE_SYNC_S:
+    async def _sync_added(self) -> None:
+        """Every `serve.added_sync_s`, pick up items that another replica (or a previous app) added to the run
+        (the listing runs off the event loop: on s3:// it is a network call)."""
+        if time.monotonic() - self.added_checked < self.rec.config.serve.added_sync_s:
             return
-        listing = self._added_listing()
         self.added_checked = time.monotonic()
+        listing = await asyncio.to_thread(self.rec.added_log.listing)
         if listing != self.added_files:
             self.rec.reload_added()
             self.added_files = listing
@@ -224,6 +221,7 @@ class RecommenderServer:
     @api.post("/recommend", response_model=RecommendResponse,
               summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
     async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
+        await self._sync_added()
         answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
                                     tail_weight=req.tail_weight, recent_items=req.recent_items,
                                     recent_timestamps=req.recent_timestamps)
@@ -233,7 +231,7 @@ class RecommenderServer:
     @api.post("/similar", response_model=ItemsResponse, responses={404: {"model": ErrorResponse}},
               summary="items nearest to an item (catalog or added) or to a text")
     async def similar(self, req: SimilarRequest) -> dict[str, Any]:
-        self._sync_added()
+        await self._sync_added()
         if req.item_id is not None:
             try:
                 return self.rec.similar(item_id=req.item_id, k=req.k, tail_only=req.tail_only)
@@ -245,7 +243,7 @@ class RecommenderServer:
     @api.post("/search", response_model=ItemsResponse, summary="semantic search over item texts")
     async def search(self, req: SearchRequest) -> dict[str, Any]:
         vector = (await self._embed([req.query]))[0]
-        self._sync_added()
+        await self._sync_added()
         return self.rec.search(vector, k=req.k, tail_only=req.tail_only)
 
     @api.post("/items", response_model=AddItemsResponse, responses={413: {"model": ErrorResponse}},
@@ -260,10 +258,10 @@ class RecommenderServer:
             raise HTTPException(413, f"{len(req.items)} items in one request; at most {MAX_ITEMS_PER_REQUEST}")
         frame = pd.DataFrame([item.model_dump() for item in req.items])
         vectors = await self._embed(item_texts(frame, list(self.rec.config.embed.text_fields)))
-        self._sync_added()
+        await self._sync_added()
         before = self.added_files
         answer = self.rec.add_items(frame, vectors)
-        listing = self._added_listing()
+        listing = await asyncio.to_thread(self.rec.added_log.listing)
         if len(listing - before) == 1 and before <= listing:  # only our own file is new: nothing to reload
             self.added_files = listing
         return answer
@@ -274,7 +272,7 @@ class RecommenderServer:
 
     @api.get("/metadata", response_model=Metadata, summary="the run being served")
     async def metadata(self) -> dict[str, Any]:
-        self._sync_added()
+        await self._sync_added()
         config = self.rec.config
         return {**self.rec.metadata(), "run": self.run, "max_length": config.embed.max_length,
                 "rerank_depth": config.rerank.depth}
@@ -284,10 +282,11 @@ class RecommenderServer:
 def build_app(args: dict[str, Any]):
     """Serve application builder (`import_path: ray_longtail.serve.app:build_app`).
 
-    args: `run` (run folder or URI, or `latest` / `<artifacts>/latest`; required), `num_gpus` (GPU share of each
-    Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch threads per Encoder
-    replica, default 1), `encoder_options` / `recommender_options` (dicts for `Deployment.options`, e.g.
-    `{"autoscaling_config": {...}}`, for Python callers). Deployment options (autoscaling, ray_actor_options,
+    args: `run` (run folder or URI, or `latest` / `<artifacts>/latest`; required), `set` (a list of
+    `serve.<key>=<value>` settings over the run's config, e.g. `["serve.cache_users=10000"]`), `num_gpus` (GPU
+    share of each Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch
+    threads per Encoder replica, default 1), `encoder_options` / `recommender_options` (dicts for
+    `Deployment.options`, e.g. `{"autoscaling_config": {...}}`, for Python callers). Deployment options (autoscaling, ray_actor_options,
     max_ongoing_requests) come from the decorators above; serve_config.yaml overrides them per deployment.
     """
     args = dict(args or {})
@@ -297,7 +296,8 @@ def build_app(args: dict[str, Any]):
     if not args.get("run"):
         raise UserError("build_app needs args.run: a run folder, a URI or 'latest'")
     run = resolve_run(str(args["run"]))
-    config = run_config(run)
+    overrides = [str(o) for o in args.get("set") or []]
+    config = run_config(run, overrides)
     num_gpus = float(args.get("num_gpus") if args.get("num_gpus") is not None else config.embed.num_gpus_per_actor)
     encoder_options = dict(args.get("encoder_options") or {})
     if num_gpus > 0:
@@ -307,15 +307,16 @@ def build_app(args: dict[str, Any]):
         else RecommenderServer
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
     return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                              int(args.get("encoder_threads", 1))))
+                                              int(args.get("encoder_threads", 1))), overrides)
 
 
-def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port, block until SIGINT/SIGTERM."""
+def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000, overrides: list[str] | None = None) -> None:
+    """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port, block until SIGINT/SIGTERM;
+    `overrides`: `serve.<key>=<value>` settings (`--set`)."""
     from ray_longtail.config import load_config
     from ray_longtail.runtime import ray_session
 
-    app = build_app({"run": run})
+    app = build_app({"run": run, "set": overrides or []})
     stop = threading.Event()
     with ray_session(load_config().ray):
         for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler

@@ -13,27 +13,37 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ray_longtail import scoring
-from ray_longtail.artifacts import ADDED, SOURCES_ARTIFACT, RunStore, open_run_store
+from ray_longtail.artifacts import ADDED, SERVING_LISTS, SOURCES_ARTIFACT, RunStore, open_run_store
 from ray_longtail.config import Config, load_config
 from ray_longtail.data import schema as S
 from ray_longtail.errors import UserError
 from ray_longtail.history import History
 from ray_longtail.phase import Phase, load_phase
+from ray_longtail.precompute import PrecomputedLists
 from ray_longtail.profile import user_profiles
 from ray_longtail.rank import load_ranker
-from ray_longtail.rerank import global_tail_share, tail_appetite
+from ray_longtail.rerank import global_tail_share, ranked_rows, tail_appetite
 from ray_longtail.retrieve import batch_candidates
 from ray_longtail.sources.base import make_batch, top_n
 
 log = logging.getLogger(__name__)
 COLLABORATIVE = ("itemknn", "ease", "als")
+
+
+def serving_config(store: RunStore, overrides: list[str] | None = None) -> Config:
+    """The run's config with `serve.<key>=<value>` `overrides` (the server's own settings; the rest made the
+    run's artifacts and cannot change here)."""
+    wrong = [o for o in overrides or [] if not o.startswith("serve.")]
+    if wrong:
+        raise UserError(f"only serve.* settings can change at serving time (the rest made the run); got {wrong}")
+    return load_config(extra=store.manifest()["config"], overrides=overrides)
 
 
 @dataclass
@@ -48,14 +58,16 @@ class ServedRun:
     scorer: Any
     catalog: pd.DataFrame
     default_tail_weight: float
+    precomputed: PrecomputedLists | None
 
     @classmethod
-    def load(cls, run: str) -> ServedRun:
+    def load(cls, run: str, overrides: list[str] | None = None) -> ServedRun:
+        """`overrides`: `serve.<key>=<value>` settings of the server over the run's own config."""
         store = open_run_store(run)
         for needed in ("metrics.json", SOURCES_ARTIFACT, "item_segments.parquet"):
             if not store.exists(needed):
                 raise UserError(f"run {run} is incomplete ({needed} missing): finish it with `ray-longtail run`")
-        config = load_config(extra=store.manifest()["config"])
+        config = serving_config(store, overrides)
         phase = load_phase(store, "eval", config)
         catalog = store.read_table("catalog.parquet")
         info = store.read_json("metrics.json")["info"]
@@ -64,7 +76,9 @@ class ServedRun:
             else scoring.selection_options(config, None)[name]
         return cls(store=store, config=config, phase=phase, sources=store.read_pickle(SOURCES_ARTIFACT),
                    builder=scoring.fit_feature_builder(phase, catalog, config), scorer=scorer, catalog=catalog,
-                   default_tail_weight=float(info["tail_weight"]))
+                   default_tail_weight=float(info["tail_weight"]),
+                   precomputed=PrecomputedLists.from_table(store.read_arrow(SERVING_LISTS), phase.history)
+                   if store.exists(SERVING_LISTS) else None)
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,12 @@ class ItemIndex:
     segments: np.ndarray
     vectors: np.ndarray
     n_catalog: int
+    position_of: dict[str, int] = field(init=False, repr=False, compare=False)
+    is_tail: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "position_of", {str(item): i for i, item in enumerate(self.ids)})
+        object.__setattr__(self, "is_tail", self.segments != S.HEAD)
 
     @classmethod
     def from_run(cls, run: ServedRun) -> ItemIndex:
@@ -107,15 +127,15 @@ class ItemIndex:
 
     def positions(self, item_ids: list[str], catalog_only: bool = False) -> np.ndarray:
         """Index of each known id (unknown ids are skipped; `catalog_only` skips added items too)."""
-        positions = pd.Index(self.ids).get_indexer(pd.Index([str(i) for i in item_ids]))
-        positions = positions[positions >= 0]
-        return positions[positions < self.n_catalog] if catalog_only else positions
+        limit = self.n_catalog if catalog_only else len(self.ids)
+        found = (self.position_of.get(str(i), -1) for i in item_ids)
+        return np.asarray([p for p in found if 0 <= p < limit], dtype=np.int64)
 
     def nearest(self, vector: np.ndarray, k: int, tail_only: bool, exclude: np.ndarray) -> list[dict[str, Any]]:
         """The k items most similar to `vector` (cosine), optionally tail only, without the `exclude` indices."""
         scores = self.vectors @ np.asarray(vector, np.float32)
         if tail_only:
-            scores = np.where(self.segments != S.HEAD, scores, -np.inf)
+            scores = np.where(self.is_tail, scores, -np.inf)
         scores[exclude] = -np.inf
         items, values = top_n(scores[None, :].astype(np.float32), k)
         return [self.item(int(i), float(v), "content", "text similarity")
@@ -152,12 +172,10 @@ class AddedItemsLog:
 
 class UserLists:
     """The scoring chain for one serving-time user: a known history user, or an ad-hoc user whose history is
-    given in the request (built into a `History` and scored by exactly the same sources, features and scorer).
-    Items added at serving time join as content candidates and borrow the score of their nearest candidate."""
+    given in the request (built into a `History` and scored by exactly the same sources, features and scorer)."""
 
-    def __init__(self, run: ServedRun, items: ItemIndex, min_cosine: float = 0.5):
-        self.run, self.items, self.min_cosine = run, items, min_cosine
-        self.builder = run.builder.with_new_items(items.vectors[items.n_catalog:])
+    def __init__(self, run: ServedRun):
+        self.run = run
         self.global_tail_share = global_tail_share(run.phase.history.binary, run.phase.is_tail)
         self.n = max(run.config.retrieve.n_per_source, max(run.config.eval.ks))
 
@@ -165,60 +183,49 @@ class UserLists:
         phase = self.run.phase
         profile = phase.context.profiles[[user]]
         batch = make_batch(phase.history, [user], profile, phase.context.vectors, users=[user])
-        return self._ranked(batch, np.array([user]), self.builder, exclude_seen, phase.history.binary[[user]])
+        return self._ranked(batch, np.array([user]), self.run.builder, exclude_seen, phase.history.binary[[user]])
 
     def adhoc(self, history: History, exclude_seen: bool) -> scoring.RankedCandidates:
         """`history`: one user's interactions over the catalog items (same item order and end as the phase)."""
         config = self.run.config
         profile = user_profiles(history, self.run.phase.context.vectors, config.profile.half_life_days,
                                 config.profile.max_history)
-        builder = self.builder.with_new_users(history, profile)
+        builder = self.run.builder.with_users(history, profile)
         batch = make_batch(history, [0], profile, self.run.phase.context.vectors)
-        return self._ranked(batch, np.array([builder.n_users - 1]), builder, exclude_seen, history.binary)
+        return self._ranked(batch, np.array([0]), builder, exclude_seen, history.binary)
 
     def _ranked(self, batch, label: np.ndarray, builder, exclude_seen: bool, rows) -> scoring.RankedCandidates:
         run = self.run
         long = batch_candidates(run.sources, batch, self.n, exclude_seen, user_labels=label)
-        long = pd.concat([long, self._added_candidates(batch.profiles[0], long, int(label[0]))], ignore_index=True)
         features = builder.transform(scoring.union_wide(long, run.config))
         scored = scoring.scored_candidates(features, run.scorer.score(features), run.config.retrieve.sources)
         appetite = tail_appetite(rows, run.phase.is_tail, [0], global_share=self.global_tail_share)
-        return scoring.rank_candidates(self._borrow_scores(scored), run.phase.history, run.phase.is_tail,
-                                       run.config.rerank.depth, appetite=appetite)
+        return scoring.rank_candidates(scored, run.phase.history, run.phase.is_tail, run.config.rerank.depth,
+                                       appetite=appetite)
 
-    def _added_candidates(self, profile: np.ndarray, long: pd.DataFrame, label: int) -> pd.DataFrame:
-        """Added items within the content source's top n by cosine to the profile, or close (cosine >=
-        min_cosine) to one of the user's catalog candidates, as content candidates."""
-        items, config = self.items, self.run.config
-        if not items.n_added or "content" not in config.retrieve.sources:
-            return long.iloc[:0]
-        added = items.vectors[items.n_catalog:]
-        scores = added @ profile
-        content = np.sort(long.loc[long["source"] == "content", "score"].to_numpy())[::-1]
-        order = np.argsort(-scores, kind="stable")
-        ranks = np.empty(items.n_added, dtype=np.int64)
-        ranks[order] = np.arange(items.n_added) + 1 + np.searchsorted(-content, -scores[order], side="right")
-        near = np.zeros(items.n_added, dtype=bool)
-        if len(long):
-            near = (added @ items.vectors[np.unique(long["item"].to_numpy())].T).max(axis=1) >= self.min_cosine
-        keep = (ranks <= config.retrieve.n_per_source) | near
-        ranks = np.minimum(ranks, config.retrieve.n_per_source)
-        return pd.DataFrame({"user": label, "item": items.n_catalog + np.flatnonzero(keep), "source": "content",
-                             "score": scores[keep].astype(np.float32), "rank": ranks[keep].astype(np.int32)})
 
-    def _borrow_scores(self, scored: pd.DataFrame) -> pd.DataFrame:
-        """The scorer has seen no item without history, so an added item takes the score of its most similar
-        catalog candidate (if cosine >= min_cosine)."""
-        item = scored["item"].to_numpy()
-        new = item >= self.items.n_catalog
-        if not new.any() or new.all():
-            return scored
-        vectors = self.items.vectors
-        sims = vectors[item[new]] @ vectors[item[~new]].T
-        borrowed = scored["score"].to_numpy()[~new][sims.argmax(axis=1)]
-        scores = scored["score"].to_numpy().copy()
-        scores[new] = np.where(sims.max(axis=1) >= self.min_cosine, borrowed, scores[new])
-        return scored.assign(score=scores)
+def merge_added(ranked: scoring.RankedCandidates, items: ItemIndex, min_cosine: float = 0.5,
+                ) -> scoring.RankedCandidates:
+    """One user's ranked candidates (catalog items) with the items added at serving time that are close (cosine
+    >= `min_cosine`) to one of them, each at the score of its most similar candidate: the scorer has seen no item
+    without history, and the candidates are what the chain chose for this user. Sorted by score (ties: catalog
+    items first), cut to the same depth. Cost: (added items x depth) dot products."""
+    valid = ranked.items[0] >= 0
+    if not items.n_added or not valid.any():
+        return ranked
+    candidates, scores = ranked.items[0, valid], ranked.scores[0, valid]
+    sims = items.vectors[items.n_catalog:] @ items.vectors[candidates].T
+    near = sims.max(axis=1) >= min_cosine
+    if not near.any():
+        return ranked
+    merged = np.concatenate([candidates, items.n_catalog + np.flatnonzero(near)])
+    merged_scores = np.concatenate([scores, scores[sims[near].argmax(axis=1)]])
+    merged_sources = np.concatenate([ranked.sources[0, valid], np.full(int(near.sum()), "content", dtype=object)])
+    _, out_items, out_scores, rows = ranked_rows(np.zeros(len(merged), np.int64), merged, merged_scores,
+                                                 ranked.items.shape[1])
+    return scoring.RankedCandidates(users=ranked.users, items=out_items, scores=out_scores,
+                                    sources=np.where(rows >= 0, merged_sources[np.maximum(rows, 0)], None),
+                                    appetite=ranked.appetite)
 
 
 def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None) -> History:
@@ -231,23 +238,27 @@ def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None)
 
 
 class Recommender:
-    """Answers requests for one run. The tail_weight-independent part of a known user's list is kept (LRU of
-    `cache_users`) so that a request only pays for the re-ranking at its own tail_weight."""
+    """Answers requests for one run. A known user's tail_weight-independent ranked candidates come from the
+    batch job's serving lists (`precompute.py`), else from the chain on first request, kept in an LRU of
+    `serve.cache_users`; a request then only merges added items and re-ranks at its own tail_weight."""
 
-    def __init__(self, run: str, cache_users: int = 50_000):
-        self.run = ServedRun.load(run)
+    def __init__(self, run: str, overrides: list[str] | None = None):
+        self.run = ServedRun.load(run, overrides)
         self.store, self.config = self.run.store, self.run.config
         self.added_log = AddedItemsLog(self.store)
         self.catalog_items = ItemIndex.from_run(self.run)
+        self.lists = UserLists(self.run)
+        history = self.run.phase.history
+        self.user_of = {str(user): i for i, user in enumerate(history.user_ids)}
+        self.popularity = history.popularity()
         self.cache: OrderedDict[tuple[int, bool], scoring.RankedCandidates] = OrderedDict()
-        self.cache_users = cache_users
+        self.cold_lists: dict[tuple[int, float], pd.DataFrame] = {}
         self._use_added(self.added_log.load())
 
     def _use_added(self, added: pd.DataFrame) -> None:
         self.added = added
         self.items = self.catalog_items.with_added(added)
-        self.lists = UserLists(self.run, self.items)
-        self.cache.clear()
+        self.cold_lists = {}
 
     def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
                   tail_weight: float | None = None, recent_items: list[str] | None = None,
@@ -256,53 +267,67 @@ class Recommender:
         ad-hoc history; otherwise a cold-start answer."""
         weight = self.run.default_tail_weight if tail_weight is None else float(tail_weight)
         phase = self.run.phase
-        user = int(phase.history.user_index([user_id])[0]) if user_id is not None else -1
+        user = self.user_of.get(str(user_id), -1) if user_id is not None else -1
         if user >= 0:
-            history_items = phase.history.binary[user].indices
+            binary = phase.history.binary
+            history_items = binary.indices[binary.indptr[user]: binary.indptr[user + 1]]
             ranked = self._known(user, exclude_seen)
         else:
             if recent_timestamps is not None and len(recent_timestamps) != len(recent_items or []):
                 raise UserError("recent_timestamps must give one time per recent item")
-            known = pd.Index(self.items.ids[: self.items.n_catalog]).get_indexer(pd.Index(recent_items or []))
+            known = np.asarray([self.catalog_items.position_of.get(str(i), -1) for i in recent_items or []],
+                               dtype=np.int64)
             history_items = known[known >= 0]
             if not len(history_items):
                 return self._cold_start(k, weight, user_id)
             stamps = None if recent_timestamps is None else list(np.asarray(recent_timestamps)[known >= 0])
             ranked = self.lists.adhoc(adhoc_history(phase, history_items, stamps), exclude_seen)
-        lists = scoring.rerank_lists(ranked, k, weight, self.config, self._is_tail(), self.items.vectors)
-        items = [self._explained(int(i), float(s), str(src), history_items)
-                 for i, s, src in zip(lists["item"], lists["score"], lists["source"], strict=True)]
-        return {"user_id": user_id, "cold_start": False, "tail_weight": weight, "items": items}
+        if "content" in self.config.retrieve.sources:
+            ranked = merge_added(ranked, self.items)
+        items, scores, sources = scoring.rerank_user(ranked, k, weight, self.config, self.items.is_tail,
+                                                     self.items.vectors)
+        return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
+                "items": self._explained(items, scores, sources, history_items)}
 
     def _known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
+        precomputed = self.run.precomputed.get(user, exclude_seen) if self.run.precomputed is not None else None
+        if precomputed is not None:
+            return precomputed
         key = (user, exclude_seen)
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
-        self.cache[key] = ranked = self.lists.known(user, exclude_seen)
-        if len(self.cache) > self.cache_users:
-            self.cache.popitem(last=False)
+        ranked = self.lists.known(user, exclude_seen)
+        if self.config.serve.cache_users:
+            self.cache[key] = ranked
+            if len(self.cache) > self.config.serve.cache_users:
+                self.cache.popitem(last=False)
         return ranked
 
-    def _is_tail(self) -> np.ndarray:
-        return self.items.segments != S.HEAD
-
     def _cold_start(self, k: int, weight: float, user_id: str | None) -> dict[str, Any]:
-        lists = scoring.cold_start_lists(self.run.phase.history.popularity(), self.items.vectors, k, weight,
-                                         self.config.rerank.depth)
+        """The cold-start list depends only on (k, tail_weight): built once per pair until items are added."""
+        key = (k, weight)
+        if key not in self.cold_lists:
+            if len(self.cold_lists) >= 1024:
+                self.cold_lists.clear()
+            self.cold_lists[key] = scoring.cold_start_lists(self.popularity, self.items.vectors, k, weight,
+                                                            self.config.rerank.depth)
+        lists = self.cold_lists[key]
         items = [self.items.item(int(i), float(s), "popular", "popular")
                  for i, s in zip(lists["item"], lists["score"], strict=True)]
         return {"user_id": user_id, "cold_start": True, "tail_weight": weight, "items": items}
 
-    def _explained(self, item: int, score: float, source: str, history_items: np.ndarray) -> dict[str, Any]:
-        """The item with a reason: its source and the history item it is closest to."""
-        reason = source
-        if len(history_items):
-            vectors = self.run.phase.context.vectors
-            closest = history_items[int(np.argmax(vectors[history_items] @ self.items.vectors[item]))]
-            verb = "bought together with" if source in COLLABORATIVE else "similar to"
-            reason = f"{source}: {verb} '{self.catalog_items.titles[closest]}'"
-        return self.items.item(item, score, source, reason)
+    def _explained(self, items: np.ndarray, scores: np.ndarray, sources: np.ndarray,
+                   history_items: np.ndarray) -> list[dict[str, Any]]:
+        """The items with a reason: their source and the history item each is closest to."""
+        reasons = [str(source) for source in sources]
+        if len(history_items) and len(items):
+            sims = self.items.vectors[items] @ self.run.phase.context.vectors[history_items].T
+            closest = history_items[np.argmax(sims, axis=1)]
+            reasons = [f"{source}: {'bought together with' if source in COLLABORATIVE else 'similar to'} "
+                       f"'{self.catalog_items.titles[c]}'" for source, c in zip(reasons, closest, strict=True)]
+        return [self.items.item(int(i), float(s), str(src), reason)
+                for i, s, src, reason in zip(items, scores, sources, reasons, strict=True)]
 
     def similar(self, item_id: str | None = None, vector: np.ndarray | None = None, k: int = 10,
                 tail_only: bool = False) -> dict[str, Any]:
@@ -335,4 +360,5 @@ class Recommender:
                 "catalog": int(self.catalog_items.n_catalog), "added_items": int(self.items.n_added),
                 "segments": {k: int(v) for k, v in counts.items()}, "users": int(self.run.phase.history.n_users),
                 "default_tail_weight": self.run.default_tail_weight,
-                "ranker": self.run.scorer.name}
+                "ranker": self.run.scorer.name,
+                "precomputed_users": len(self.run.precomputed) if self.run.precomputed is not None else 0}

@@ -125,6 +125,7 @@ class Metadata(BaseModel):
     users: int
     default_tail_weight: float
     ranker: str
+    precomputed_users: int = Field(description="known users answered from the batch job's serving lists")
     rerank_depth: int
     max_k: int = MAX_K
     max_items_per_request: int = MAX_ITEMS_PER_REQUEST
