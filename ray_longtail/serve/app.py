@@ -286,8 +286,9 @@ def build_app(args: dict[str, Any]):
     `serve.<key>=<value>` settings over the run's config, e.g. `["serve.cache_users=10000"]`), `num_gpus` (GPU
     share of each Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch
     threads per Encoder replica, default 1), `encoder_options` / `recommender_options` (dicts for
-    `Deployment.options`, e.g. `{"autoscaling_config": {...}}`, for Python callers). Deployment options (autoscaling, ray_actor_options,
-    max_ongoing_requests) come from the decorators above; serve_config.yaml overrides them per deployment.
+    `Deployment.options`, e.g. `{"autoscaling_config": {...}}`, for Python callers). Deployment options
+    (autoscaling, ray_actor_options, max_ongoing_requests) come from the decorators above; serve_config.yaml
+    overrides them per deployment.
     """
     args = dict(args or {})
     unknown = set(args) - BUILD_ARGS
