@@ -2,29 +2,31 @@
 app, and the same requests answered by the in-process `Recommender` (no HTTP, no Serve: the difference is Serve's
 overhead).
 
-    python bench/serve_load.py --run /tmp/serve_art/latest [--url http://127.0.0.1:8000]
+    python bench/serve_load.py --run artifacts/latest [--url http://127.0.0.1:8000]
         [--concurrency 1 8 32] [--duration 30 30 60 | --requests 400] [--rate 100 --rate-duration 60]
-        [--mix recommend=1] [--k 20]
+        [--mix recommend=5,adhoc=1,cold=1,similar=1,similar_text=1,search=1] [--k 20] [--add-items 5]
+        [--kill-at 20 --min-replicas 2]
 
 Without --url the bench starts the app itself on its own local Ray (`ray.init(address="local", num_cpus=2)`,
-127.0.0.1, a free port) and stops it at the end; with --url it only sends requests (127.0.0.1 only).
+127.0.0.1, a free port) over a temporary copy of the run, and stops it at the end; with --url it only sends
+requests (127.0.0.1 only). Ray Serve's environment flags (RAY_SERVE_*) set for this command reach every Serve
+process it starts (printed in the header).
 
 Requests are drawn (seeded) from the run: `recommend` = known users of recommendations.parquet with k=--k and the
-run's tail_weight; `cold` = unknown users; `similar` = catalog item ids; `search` = catalog titles as queries.
-Closed loop: C threads, each with its own keep-alive connection, send the next request as soon as the previous
-answer arrives. Open loop: requests are sent at Poisson arrival times of the offered rate whatever the answers do,
-and latency counts from the scheduled send time (queueing included, no coordinated omission).
+run's tail_weight; `adhoc` = unknown users whose recent_items are a known user's last 20 history items; `cold` =
+unknown users; `similar` = catalog item ids; `similar_text` / `search` = catalog titles as texts / queries (these
+call the Encoder). Before the load, --add-items new items are POSTed (every later answer merges them). Closed
+loop: C threads, each with its own keep-alive connection, send the next request as soon as the previous answer
+arrives. Open loop: requests are sent at Poisson arrival times of the offered rate whatever the answers do, and
+latency counts from the scheduled send time (queueing included, no coordinated omission).
 
-Before every row each distinct user is requested once (warm-up) so that rows measure the steady state: the
-Recommender caches the scored candidates of a known user and a request then only pays for re-ranking at its
-tail_weight. The first warm-up is printed as its own row (first request per user: candidates + features + ranker).
-Order: warm-up, the open-loop row (on the start-up replica set), then the closed-loop rows by concurrency (at high
-concurrency the autoscaler adds a Recommender replica, whose cache starts cold: that shows in those rows' tails).
-
-Each row reports latency percentiles, requests/s, errors (non-200 or transport errors), `app p50/p99` (the replica's
-own time to the response head, from the app's Server-Timing header: the rest is proxy, routing and client), the
-machine's CPU busy share over the row (2 cores = 100 %; everything on the machine, other users included), this
-client process's CPU share, and the Recommender replica count at the end of the row.
+Rows: each distinct known user's first request (one client), the open-loop row, then the closed-loop rows by
+concurrency; --kill-at kills a Recommender replica during the last closed-loop row (errors = what clients saw).
+Each row reports latency percentiles, requests/s, errors (non-200 or transport errors), `app p50/p99` (the
+replica's own time to the response head, from the app's Server-Timing header: the rest is proxy, routing and
+client), the machine's CPU busy share over the row (2 cores = 100 %; everything on the machine, other users
+included), the Recommender replica count at the end of the row; then latency by request kind, and CPU by process
+group per request.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Row:
     wall: float = 0.0
     cores: dict[str, float] = field(default_factory=dict)
     replicas: str = ""
+    by_kind: dict[str, list[float]] = field(default_factory=dict)  # seconds, successful requests
 
     def cells(self) -> list[str]:
         lat = np.asarray(self.latencies) * 1e3
@@ -88,6 +91,20 @@ class Row:
 HEADER = ["row", "load", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
           "app p50 / p99 ms", "machine CPU cores", "of which other load", "Recommender replicas"]
 CPU_HEADER = ["row", "load"] + [f"{g} cores / ms per req" for g in GROUPS]
+
+
+def kind_table(rows: list[Row]) -> str:
+    """p50 / p99 ms per request kind and row."""
+    kinds = list(dict.fromkeys(kind for row in rows for kind in row.by_kind))
+    lines = ["| row | load | " + " | ".join(f"{kind} p50 / p99 ms" for kind in kinds) + " |",
+             "|" + "---|" * (len(kinds) + 2)]
+    for row in rows:
+        cells = []
+        for kind in kinds:
+            lat = np.asarray(row.by_kind.get(kind, [])) * 1e3
+            cells.append(f"{np.percentile(lat, 50):.1f} / {np.percentile(lat, 99):.1f}" if len(lat) else "-")
+        lines.append(f"| {row.name} | {row.load} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(rows: list[Row], cpu: bool = False) -> str:
@@ -155,52 +172,79 @@ STARTED_HERE = True
 
 
 # ------------------------------------------------------------------------------------------- requests
-def build_requests(run: str, mix: dict[str, float], k: int, n: int, seed: int = 0) -> list[tuple[str, dict]]:
+def build_requests(run: str, mix: dict[str, float], k: int, n: int, seed: int = 0) -> list[tuple[str, str, dict]]:
+    """(kind, path, body) requests drawn from the run; kinds: recommend (known user), adhoc (an unknown user
+    whose recent_items are a known user's last 20 history items), cold (unknown user), similar (by item id),
+    similar_text, search (catalog titles as queries)."""
+    import json
+
     recs = pd.read_parquet(f"{run}/recommendations.parquet", columns=["user_id"])
     users = recs["user_id"].astype(str).drop_duplicates().to_numpy()
     catalog = pd.read_parquet(f"{run}/catalog.parquet", columns=["item_id", "title"])
-    import json
-
+    history = pd.concat([pd.read_parquet(f"{run}/split/{part}.parquet", columns=["user_id", "item_id", "timestamp"])
+                         for part in ("train", "valid")]).sort_values("timestamp", kind="stable")
+    recent = history.groupby("user_id")["item_id"].apply(lambda s: [str(i) for i in s.tail(20)])
     with open(f"{run}/metrics.json") as f:
         tail_weight = json.load(f)["info"]["tail_weight"]
     rng = np.random.default_rng(seed)
     kinds = list(mix)
+    unknown = set(kinds) - {"recommend", "adhoc", "cold", "similar", "similar_text", "search"}
+    if unknown:
+        raise SystemExit(f"unknown request kinds {sorted(unknown)} (recommend, adhoc, cold, similar, similar_text, "
+                         "search)")
     weights = np.asarray([mix[x] for x in kinds], dtype=float)
     picks = rng.choice(len(kinds), size=n, p=weights / weights.sum())
     out = []
     for i, pick in enumerate(picks):
         kind = kinds[pick]
+        title = str(catalog["title"].iloc[rng.integers(len(catalog))]).lower() or "gift"
         if kind == "recommend":
-            out.append(("/recommend", {"user_id": str(users[rng.integers(len(users))]), "k": k,
-                                       "tail_weight": tail_weight}))
+            body = {"user_id": str(users[rng.integers(len(users))]), "k": k, "tail_weight": tail_weight}
+        elif kind == "adhoc":
+            body = {"user_id": f"bench-adhoc-{i}", "k": k,
+                    "recent_items": recent.loc[str(users[rng.integers(len(users))])]}
         elif kind == "cold":
-            out.append(("/recommend", {"user_id": f"bench-unknown-{i}", "k": k}))
+            body = {"user_id": f"bench-unknown-{i}", "k": k}
         elif kind == "similar":
-            out.append(("/similar", {"item_id": str(catalog["item_id"].iloc[rng.integers(len(catalog))]), "k": k}))
-        elif kind == "search":
-            title = str(catalog["title"].iloc[rng.integers(len(catalog))]) or "gift"
-            out.append(("/search", {"query": title.lower(), "k": k}))
+            body = {"item_id": str(catalog["item_id"].iloc[rng.integers(len(catalog))]), "k": k}
+        elif kind == "similar_text":
+            body = {"text": title, "k": k}
         else:
-            raise SystemExit(f"unknown request kind {kind!r} (recommend, cold, similar, search)")
+            body = {"query": title, "k": k}
+        path = {"recommend": "/recommend", "adhoc": "/recommend", "cold": "/recommend", "similar": "/similar",
+                "similar_text": "/similar", "search": "/search"}[kind]
+        out.append((kind, path, body))
     return out
 
 
-def warm_requests(requests: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+def new_items(n: int, seed: int = 0) -> list[dict]:
+    """`n` new items for POST /items (texts a shop could add; ids that no run has)."""
+    words = ["linen", "ceramic", "vintage", "glass", "oak", "felt", "paper", "copper", "wool", "cotton"]
+    things = ["lantern", "mug", "garland", "coaster", "tote bag", "candle holder", "notebook", "tea towel"]
+    rng = np.random.default_rng(seed)
+    return [{"item_id": f"BENCH-NEW-{seed}-{i}",
+             "title": f"{rng.choice(words)} {rng.choice(words)} {rng.choice(things)}",
+             "description": "added at serving time by bench/serve_load.py", "category": "bench"} for i in range(n)]
+
+
+def warm_requests(requests: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+    """Each distinct known user's first request."""
     seen, out = set(), []
-    for path, body in requests:
-        if path == "/recommend" and body["user_id"] not in seen and not body["user_id"].startswith("bench-"):
+    for kind, path, body in requests:
+        if kind == "recommend" and body["user_id"] not in seen:
             seen.add(body["user_id"])
-            out.append((path, body))
+            out.append((kind, path, body))
     return out
 
 
-def record(row: Row, lock: threading.Lock, started: float, response: httpx.Response | None) -> None:
+def record(row: Row, lock: threading.Lock, started: float, response: httpx.Response | None, kind: str) -> None:
     elapsed = time.perf_counter() - started
     with lock:
         if response is None or response.status_code != 200:
             row.errors += 1
             return
         row.latencies.append(elapsed)
+        row.by_kind.setdefault(kind, []).append(elapsed)
         match = TIMING.search(response.headers.get("server-timing", ""))
         if match:
             row.app_ms.append(float(match.group(1)))
@@ -221,13 +265,13 @@ def closed_loop(url: str, requests: list[tuple[str, dict]], concurrency: int, na
                     state["next"] += 1
                 if i >= limit or time.perf_counter() >= stop_at:
                     return
-                path, body = requests[i % len(requests)]
+                kind, path, body = requests[i % len(requests)]
                 started = time.perf_counter()
                 try:
                     response = client.post(path, json=body)
                 except httpx.HTTPError:
                     response = None
-                record(row, lock, started, response)
+                record(row, lock, started, response, kind)
 
     with CpuMeter() as meter:
         t0 = time.perf_counter()
@@ -248,12 +292,12 @@ async def _open_loop(url: str, requests: list[tuple[str, dict]], rate: float, du
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         async def one(i: int, at: float) -> None:
-            path, body = requests[i % len(requests)]
+            kind, path, body = requests[i % len(requests)]
             try:
                 response = await client.post(path, json=body)
             except httpx.HTTPError:
                 response = None
-            record(row, lock, at, response)
+            record(row, lock, at, response, kind)
 
         t0 = time.perf_counter() + 0.05
         tasks = []
@@ -276,39 +320,58 @@ def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration:
     return row
 
 
-def in_process(run: str, requests: list[tuple[str, dict]], n: int, name: str) -> tuple[Row, Row]:
-    """The same requests answered by a plain Recommender in this process, one at a time (warm-up row first)."""
+def in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: str) -> tuple[Row, Row]:
+    """The same requests answered by a plain Recommender in this process (with the items the app added), one at
+    a time (first-request row first); texts are embedded by the run's encoder here, as the Encoder does."""
+    from ray_longtail.embed import make_encoder
     from ray_longtail.serve.recommender import Recommender
 
     rec = Recommender(run)
-    encoder = None
+    encoder = make_encoder(rec.config.embed.model, rec.config.embed.max_length, num_threads=1)
 
     def answer(path: str, body: dict) -> None:
-        nonlocal encoder
         if path == "/recommend":
             rec.recommend(**body)
-        elif path == "/similar":
+        elif path == "/similar" and "item_id" in body:
             rec.similar(**body)
+        elif path == "/similar":
+            rec.similar(vector=encoder.encode([body["text"]])[0], k=body["k"])
         else:
-            if encoder is None:
-                from ray_longtail.embed import make_encoder
-
-                encoder = make_encoder(rec.config.embed.model, rec.config.embed.max_length, num_threads=1)
             rec.search(encoder.encode([body["query"]])[0], k=body["k"])
 
     rows = []
-    for row, batch in ((Row(f"{name} warm-up", "sequential"), warm_requests(requests)),
+    for row, batch in ((Row(f"{name} first requests", "sequential"), warm_requests(requests)),
                        (Row(name, "sequential"), [requests[i % len(requests)] for i in range(n)])):
         with CpuMeter() as meter:
             t0 = time.perf_counter()
-            for path, body in batch:
+            for kind, path, body in batch:
                 started = time.perf_counter()
                 answer(path, body)
-                row.latencies.append(time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                row.latencies.append(elapsed)
+                row.by_kind.setdefault(kind, []).append(elapsed)
             row.wall = time.perf_counter() - t0
         row.cores = meter.cores
         rows.append(row)
     return rows[0], rows[1]
+
+
+def kill_replica_later(delay: float) -> threading.Thread:
+    """After `delay` s, kill one Recommender replica (no restart: Serve must replace it)."""
+    def kill() -> None:
+        import ray
+        from ray.util.state import list_actors
+
+        time.sleep(delay)
+        victims = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                   if a.class_name == f"ServeReplica:{APP}:Recommender"]
+        if victims:
+            ray.kill(ray.get_actor(victims[0].name, namespace="serve"), no_restart=True)
+            print(f"# killed Recommender replica {victims[0].name} at +{delay:.0f} s", flush=True)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
 
 
 # ------------------------------------------------------------------------------------------- app lifecycle
@@ -355,7 +418,7 @@ def stop_app() -> None:
     ray.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run folder (also: <artifacts>/latest)")
     parser.add_argument("--url", help="a running app (http://127.0.0.1:PORT); default: start one here")
@@ -365,16 +428,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, help="requests per closed-loop row instead of --duration")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop offered load, req/s (0 = skip)")
     parser.add_argument("--rate-duration", type=float, default=60.0)
-    parser.add_argument("--mix", default="recommend=1", help="request kinds and weights: recommend,cold,similar,search")
+    parser.add_argument("--mix", default="recommend=5,adhoc=1,cold=1,similar=1,similar_text=1,search=1",
+                        help="request kinds and weights: recommend, adhoc, cold, similar, similar_text, search")
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--add-items", type=int, default=5,
+                        help="POST /items this many new items before the load (the app started here serves a copy "
+                             "of the run, so the run itself is not changed)")
+    parser.add_argument("--kill-at", type=float,
+                        help="kill a Recommender replica this many seconds into the last closed-loop row")
     parser.add_argument("--in-process-requests", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-replicas", type=int,
                         help="Recommender min_replicas when the bench starts the app (default: the app's, 1)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def load_rows(url: str, requests, args, durations: list[float], started_here: bool) -> list[Row]:
+    """The open-loop row, then the closed-loop rows by concurrency (the last one with the replica kill)."""
+    rows = []
+    if args.rate > 0:
+        row = open_loop(url, requests, args.rate, args.rate_duration, "serve")
+        row.replicas = replicas(started_here)
+        rows.append(row)
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    for i, concurrency in enumerate(args.concurrency):
+        duration = None if args.requests else durations[i]
+        last = i == len(args.concurrency) - 1
+        if last and args.kill_at is not None and started_here:
+            kill_replica_later(args.kill_at)
+        row = closed_loop(url, requests, concurrency, "serve" + (" + replica kill" if last and args.kill_at
+                                                                 is not None else ""), n=args.requests,
+                          duration=duration)
+        row.replicas = replicas(started_here)
+        rows.append(row)
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import shutil
+    import tempfile
 
     from ray_longtail.artifacts import resolve_run
 
+    args = parse_args(argv)
     run = resolve_run(args.run)
     if args.url and not re.match(r"^http://127\.0\.0\.1:\d+/?$", args.url):
         raise SystemExit("--url must be http://127.0.0.1:PORT (this bench only talks to the local machine)")
@@ -385,42 +482,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency and not args.requests and len(durations) != len(args.concurrency):
         raise SystemExit("--duration takes one value or one per --concurrency level")
 
+    flags = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}", flush=True)
-    print(f"# command: {' '.join(['python', *sys.argv])}", flush=True)
+    print(f"# command: {' '.join(['python', *sys.argv])}; Serve env: {flags or 'defaults'}", flush=True)
     print(f"# run: {run}; mix {mix}; k={args.k}; {len(warm)} distinct known users", flush=True)
     global STARTED_HERE
     started_here = STARTED_HERE = not args.url
+    scratch = tempfile.mkdtemp(prefix="serve_load_") if started_here else None
+    if scratch:
+        run = shutil.copytree(run, os.path.join(scratch, os.path.basename(run.rstrip("/"))),
+                              ignore=shutil.ignore_patterns("added_items"))
     t0 = time.perf_counter()
     url = args.url.rstrip("/") if args.url else start_app(run, args.min_replicas)
     if started_here:
         print(f"# app started on {url} in {time.perf_counter() - t0:.1f} s", flush=True)
     rows: list[Row] = []
     try:
-        # open loop first: the app then has its start-up replica set (1 Recommender, warm); closed loops at high
-        # concurrency make the autoscaler add a replica (cold cache), and removing it later would disturb a row
-        warm_row = closed_loop(url, warm, 1, "serve warm-up", n=len(warm))
+        if args.add_items:
+            added = httpx.post(f"{url}/items", json={"items": new_items(args.add_items, args.seed)}, timeout=60)
+            print(f"# POST /items ({args.add_items} new items): {added.status_code} {added.text[:80]}", flush=True)
+        warm_row = closed_loop(url, warm, 1, "serve first requests", n=len(warm))
         warm_row.replicas = replicas(started_here)
         rows.append(warm_row)
-        if args.rate > 0:
-            row = open_loop(url, requests, args.rate, args.rate_duration, "serve")
-            row.replicas = replicas(started_here)
-            rows.append(row)
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
-        for i, concurrency in enumerate(args.concurrency):
-            closed_loop(url, warm, min(4, concurrency), "serve warm-up", n=len(warm))
-            duration = None if args.requests else durations[i]
-            row = closed_loop(url, requests, concurrency, "serve", n=args.requests, duration=duration)
-            row.replicas = replicas(started_here)
-            rows.append(row)
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        rows += load_rows(url, requests, args, durations, started_here)
     finally:
         if started_here:
             stop_app()
-    warm_in, steady_in = in_process(run, requests, args.in_process_requests, "in-process Recommender")
-    rows += [warm_in, steady_in]
+    first_in, steady_in = in_process(run, requests, args.in_process_requests, "in-process Recommender")
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    rows += [first_in, steady_in]
     print()
     print(table(rows))
+    print("\nLatency by request kind:\n")
+    print(kind_table(rows))
     print("\nCPU by process group (cores used during the row / CPU ms per successful request):\n")
     print(table(rows, cpu=True))
     serve_c1 = next((r for r in rows if r.name == "serve" and r.load.startswith("closed, C=1,")), None)

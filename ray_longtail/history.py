@@ -54,6 +54,28 @@ class History:
                    last_ts=matrix(grouped["last"].to_numpy(), np.float64), item_first_ts=item_first_ts,
                    end_ts=int(end_ts))
 
+    @classmethod
+    def one_user(cls, user_id: str, items: np.ndarray, timestamps: np.ndarray, item_ids: np.ndarray,
+                 end_ts: int) -> History:
+        """What `build` makes of one user's events given as item indices into `item_ids` and their times (a
+        repeated index is a repeat interaction), without a frame: the serving path for an ad-hoc user."""
+        items, timestamps = np.asarray(items, dtype=np.int64), np.asarray(timestamps)
+        order = np.argsort(items, kind="stable")
+        unique, starts, counts = np.unique(items[order], return_index=True, return_counts=True)
+        ordered_ts = timestamps[order]
+        item_first_ts = np.full(len(item_ids), np.nan)
+        if len(unique):
+            item_first_ts[unique] = np.minimum.reduceat(ordered_ts, starts)
+        last = np.maximum.reduceat(ordered_ts, starts) if len(unique) else np.zeros(0)
+        shape, indptr = (1, len(item_ids)), np.array([0, len(unique)])
+
+        def matrix(values: np.ndarray, dtype: type) -> sp.csr_matrix:
+            return sp.csr_matrix((values.astype(dtype), unique, indptr), shape=shape)
+
+        return cls(user_ids=np.array([user_id], dtype=object), item_ids=np.asarray(item_ids, dtype=object),
+                   binary=matrix(np.ones(len(unique)), np.float32), counts=matrix(counts, np.float32),
+                   last_ts=matrix(last, np.float64), item_first_ts=item_first_ts, end_ts=int(end_ts))
+
     @property
     def n_users(self) -> int:
         return self.binary.shape[0]

@@ -125,11 +125,11 @@ def retrieve_phase(ctx: RunContext, phase_name: str):
     return user_candidates(config, sources, phase, users)
 
 
-def user_candidates(config, sources: list, phase, users: np.ndarray):
+def user_candidates(config, sources: list, phase, users: np.ndarray, on_ray: bool | None = None):
     """The long candidate frame (user, item, source, score, rank) of `users` from fitted `sources`, on a Ray Data
-    actor pool when `retrieve.use_ray`; sorted by user, source, rank."""
+    actor pool when `on_ray` (default: `retrieve.use_ray`); sorted by user, source, rank."""
     n = max(config.retrieve.n_per_source, max(config.eval.ks))
-    if config.retrieve.use_ray:
+    if config.retrieve.use_ray if on_ray is None else on_ray:
         import ray
 
         fitted_ref = ray.put((sources, phase.history, phase.context))
@@ -248,8 +248,9 @@ def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> sco
 
 def stage_serving(ctx: RunContext) -> dict[str, Any]:
     """Ranked candidates of the eval phase's `serve.precompute_users` most recently active history users with the
-    final scorer (`precompute.py`), in chunks of `serve.precompute_chunk_users` users (bounded memory): what
-    the Serve app answers known users from. The same chain as `evaluate` (retrieve -> features -> score -> rank)."""
+    final scorer (`precompute.py`): what the Serve app answers known users from. The same chain as `evaluate`
+    (retrieve -> features -> score -> rank), in chunks of `serve.precompute_chunk_users` users (bounded memory),
+    on Ray Data actor pools for chunks of at least `serve.precompute_ray_users` users."""
     config = ctx.config
     phase = ctx.phase("eval")
     users = serving_users(phase.history, config.serve.precompute_users)
@@ -259,8 +260,9 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
     tables = []
     for start in range(0, len(users), config.serve.precompute_chunk_users):
         chunk = users[start: start + config.serve.precompute_chunk_users]
-        wide = scoring.union_wide(user_candidates(config, sources, phase, chunk), config)
-        features = features_on_ray(builder, wide) if config.retrieve.use_ray else builder.transform(wide)
+        on_ray = config.retrieve.use_ray and len(chunk) >= config.serve.precompute_ray_users
+        wide = scoring.union_wide(user_candidates(config, sources, phase, chunk, on_ray), config)
+        features = features_on_ray(builder, wide) if on_ray else builder.transform(wide)
         ranked = ranked_candidates(ctx, "eval", features, scorer)
         tables.append(ranked_table(ranked, chunk, phase.history, config.retrieve.sources, config.eval.exclude_seen))
     if not tables:  # serve.precompute_users = 0: an empty table (every request is computed on demand)

@@ -72,8 +72,11 @@ class ServedRun:
         catalog = store.read_table("catalog.parquet")
         info = store.read_json("metrics.json")["info"]
         name = info.get("scorer", "ranker" if config.rank.enabled else "blend")
-        scorer = scoring.RankerScorer(*load_ranker(store)) if name == "ranker" \
-            else scoring.selection_options(config, None)[name]
+        scorer = scoring.selection_options(config, None)[name] if name != "ranker" else None
+        if name == "ranker":
+            booster, features = load_ranker(store)
+            booster.set_param({"nthread": 1})  # a request scores a few hundred rows: threads cost more (4x measured)
+            scorer = scoring.RankerScorer(booster, features)
         return cls(store=store, config=config, phase=phase, sources=store.read_pickle(SOURCES_ARTIFACT),
                    builder=scoring.fit_feature_builder(phase, catalog, config), scorer=scorer, catalog=catalog,
                    default_tail_weight=float(info["tail_weight"]),
@@ -233,8 +236,7 @@ def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None)
     interactions) at `timestamps` (default: the history's end; later times are clipped to it)."""
     end = phase.history.end_ts
     ts = np.full(len(items), end, dtype=np.int64) if timestamps is None else np.minimum(np.asarray(timestamps), end)
-    events = pd.DataFrame({S.USER_ID: "adhoc", S.ITEM_ID: phase.history.item_ids[items], S.TIMESTAMP: ts})
-    return History.build(events, phase.history.item_ids, end)
+    return History.one_user("adhoc", items, ts, phase.history.item_ids, end)
 
 
 class Recommender:
