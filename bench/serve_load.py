@@ -5,12 +5,14 @@ overhead).
     python bench/serve_load.py --run artifacts/latest [--url http://127.0.0.1:8000]
         [--concurrency 1 8 32] [--duration 30 30 60 | --requests 400] [--rate 100 --rate-duration 60]
         [--mix recommend=5,adhoc=1,cold=1,similar=1,similar_text=1,search=1] [--k 20] [--add-items 5]
-        [--kill-at 20 --min-replicas 2]
+        [--kill-at 20] [--min-replicas 2] [--serve-config YAML | --serve-defaults]
 
 Without --url the bench starts the app itself on its own local Ray (`ray.init(address="local", num_cpus=2)`,
-127.0.0.1, a free port) over a temporary copy of the run, and stops it at the end; with --url it only sends
-requests (127.0.0.1 only). Ray Serve's environment flags (RAY_SERVE_*) set for this command reach every Serve
-process it starts (printed in the header).
+127.0.0.1, a free port) over a temporary copy of the run, as `ray-longtail serve` does: serve_config.yaml's env vars
+(HAProxy ingress, throughput-optimised mode, retries) and deployment options, or with --serve-defaults Ray Serve's
+defaults and the app's decorators; RAY_SERVE_* variables set for this command win (all are printed). It stops the
+app at the end. With --url it only sends requests (127.0.0.1 only). The load generator is a minimal asyncio
+HTTP/1.1 client on keep-alive connections (well under 1 ms of CPU per request; httpx cost 2-27 ms here).
 
 Requests are drawn (seeded) from the run: `recommend` = known users of recommendations.parquet with k=--k and the
 run's tail_weight; `adhoc` = unknown users whose recent_items are a known user's last 20 history items; `cold` =
@@ -41,7 +43,6 @@ import statistics
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -237,76 +238,131 @@ def warm_requests(requests: list[tuple[str, str, dict]]) -> list[tuple[str, str,
     return out
 
 
-def record(row: Row, lock: threading.Lock, started: float, response: httpx.Response | None, kind: str) -> None:
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client connection on asyncio streams. A request costs the client a fraction
+    of a millisecond of CPU where httpx costs 1-2 ms (and an httpx AsyncClient with a backlog of thousands of
+    in-flight requests far more): on a 2-core machine the load generator must not take the server's CPU."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, str] | None:
+        """(status, Server-Timing header) or None on a transport error (the connection is then reopened)."""
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+            headers = dict(line.split(":", 1) for line in head[1:] if ":" in line)
+            headers = {key.strip().lower(): value.strip() for key, value in headers.items()}
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                while (size := int((await self.reader.readline()).strip(), 16)) > 0:
+                    await self.reader.readexactly(size + 2)
+                await self.reader.readline()
+            else:
+                await self.reader.readexactly(int(headers.get("content-length", 0)))
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+            return int(head[0].split()[1]), headers.get("server-timing", "")
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def encoded(requests: list[tuple[str, str, dict]]) -> list[tuple[str, str, bytes]]:
+    import json
+
+    return [(kind, path, json.dumps(body).encode()) for kind, path, body in requests]
+
+
+def record(row: Row, started: float, result: tuple[int, str] | None, kind: str) -> None:
     elapsed = time.perf_counter() - started
-    with lock:
-        if response is None or response.status_code != 200:
-            row.errors += 1
-            return
-        row.latencies.append(elapsed)
-        row.by_kind.setdefault(kind, []).append(elapsed)
-        match = TIMING.search(response.headers.get("server-timing", ""))
-        if match:
-            row.app_ms.append(float(match.group(1)))
+    if result is None or result[0] != 200:
+        row.errors += 1
+        return
+    row.latencies.append(elapsed)
+    row.by_kind.setdefault(kind, []).append(elapsed)
+    match = TIMING.search(result[1])
+    if match:
+        row.app_ms.append(float(match.group(1)))
 
 
-def closed_loop(url: str, requests: list[tuple[str, dict]], concurrency: int, name: str,
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    return host, int(port)
+
+
+async def _closed_loop(url: str, requests: list[tuple[str, str, bytes]], concurrency: int, row: Row,
+                       n: float, stop_at: float) -> None:
+    state = {"next": 0}
+
+    async def worker() -> None:
+        connection = Connection(*host_port(url))
+        while True:
+            i = state["next"]
+            state["next"] += 1
+            if i >= n or time.perf_counter() >= stop_at:
+                connection.close()
+                return
+            kind, path, body = requests[i % len(requests)]
+            started = time.perf_counter()
+            record(row, started, await connection.post(path, body), kind)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def closed_loop(url: str, requests: list[tuple[str, str, dict]], concurrency: int, name: str,
                 n: int | None = None, duration: float | None = None) -> Row:
+    """C clients on their own keep-alive connections, each sending its next request when the answer arrives."""
     row = Row(name, f"closed, C={concurrency}" + (f", {duration:.0f} s" if duration else ""))
-    lock, state = threading.Lock(), {"next": 0}
     stop_at = time.perf_counter() + duration if duration else float("inf")
-    limit = n if n is not None else float("inf")
-
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            while True:
-                with lock:
-                    i = state["next"]
-                    state["next"] += 1
-                if i >= limit or time.perf_counter() >= stop_at:
-                    return
-                kind, path, body = requests[i % len(requests)]
-                started = time.perf_counter()
-                try:
-                    response = client.post(path, json=body)
-                except httpx.HTTPError:
-                    response = None
-                record(row, lock, started, response, kind)
-
     with CpuMeter() as meter:
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            for future in [pool.submit(worker) for _ in range(concurrency)]:
-                future.result()
+        asyncio.run(_closed_loop(url, encoded(requests), concurrency, row, n if n is not None else float("inf"),
+                                 stop_at))
         row.wall = time.perf_counter() - t0
     row.cores = meter.cores
     return row
 
 
-async def _open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration: float, row: Row,
-                     seed: int) -> None:
-    lock = threading.Lock()
+async def _open_loop(url: str, requests: list[tuple[str, str, bytes]], rate: float, duration: float, row: Row,
+                     seed: int, connections: int = 64) -> None:
+    """Requests at Poisson times on a pool of keep-alive connections; a request whose time has come waits for a
+    free connection, and its latency counts from its scheduled time."""
     gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int(rate * duration * 1.5) + 10)
     offsets = np.cumsum(gaps)
     offsets = offsets[offsets < duration]
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        async def one(i: int, at: float) -> None:
-            kind, path, body = requests[i % len(requests)]
-            try:
-                response = await client.post(path, json=body)
-            except httpx.HTTPError:
-                response = None
-            record(row, lock, at, response, kind)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(Connection(*host_port(url)))
 
-        t0 = time.perf_counter() + 0.05
-        tasks = []
-        for i, offset in enumerate(offsets):
-            delay = t0 + offset - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, t0 + offset)))
-        await asyncio.gather(*tasks)
+    async def one(i: int, at: float) -> None:
+        kind, path, body = requests[i % len(requests)]
+        connection = await pool.get()
+        try:
+            result = await connection.post(path, body)
+        finally:
+            pool.put_nowait(connection)
+        record(row, at, result, kind)
+
+    t0 = time.perf_counter() + 0.05
+    tasks = []
+    for i, offset in enumerate(offsets):
+        delay = t0 + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, t0 + offset)))
+    await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait().close()
 
 
 def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration: float, name: str,
@@ -314,7 +370,7 @@ def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration:
     row = Row(name, f"open, Poisson {rate:.0f} req/s, {duration:.0f} s")
     with CpuMeter() as meter:
         t0 = time.perf_counter()
-        asyncio.run(_open_loop(url, requests, rate, duration, row, seed))
+        asyncio.run(_open_loop(url, encoded(requests), rate, duration, row, seed))
         row.wall = time.perf_counter() - t0
     row.cores = meter.cores
     return row
@@ -357,17 +413,21 @@ def in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: st
 
 
 def kill_replica_later(delay: float) -> threading.Thread:
-    """After `delay` s, kill one Recommender replica (no restart: Serve must replace it)."""
-    def kill() -> None:
-        import ray
-        from ray.util.state import list_actors
+    """Kill one Recommender replica `delay` s from now (no restart: Serve must replace it). The victim is found
+    now, by its actor name in the GCS (the state API needs the dashboard, which the bench does not start)."""
+    import ray
 
+    victims = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+               if a["namespace"] == "serve" and f"{APP}#Recommender#" in a["name"]]
+    if not victims:
+        raise SystemExit("--kill-at: no Recommender replica found")
+    handle, started = ray.get_actor(victims[0], namespace="serve"), time.perf_counter()
+
+    def kill() -> None:
         time.sleep(delay)
-        victims = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
-                   if a.class_name == f"ServeReplica:{APP}:Recommender"]
-        if victims:
-            ray.kill(ray.get_actor(victims[0].name, namespace="serve"), no_restart=True)
-            print(f"# killed Recommender replica {victims[0].name} at +{delay:.0f} s", flush=True)
+        ray.kill(handle, no_restart=True)
+        print(f"# killed Recommender replica {victims[0]} at +{time.perf_counter() - started:.1f} s "
+              f"({len(victims)} running before)", flush=True)
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
@@ -381,22 +441,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(run: str, min_replicas: int | None = None) -> str:
+def start_app(run: str, min_replicas: int | None = None, serve_config: str | None = None,
+              serve_defaults: bool = False) -> str:
+    """The app on a local Ray with serve_config.yaml's env vars and deployment options, as `ray-longtail serve`
+    runs it (or Ray Serve's defaults and the app's decorators with `serve_defaults`)."""
     import ray
     from ray import serve
 
     from ray_longtail.runtime import RAY_ENV
-    from ray_longtail.serve.app import build_app
+    from ray_longtail.serve.app import build_app, serve_settings
 
+    env, deployments, _ = serve_settings(serve_config) if not serve_defaults else ({}, {}, {})
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
              logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": dict(RAY_ENV)})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args: dict = {"run": run}
+    recommender = dict(deployments.get("Recommender") or {})
     if min_replicas:
-        args["recommender_options"] = {"autoscaling_config": {
-            "min_replicas": min_replicas, "max_replicas": max(min_replicas, 2), "target_ongoing_requests": 16,
-            "upscale_delay_s": 2, "downscale_delay_s": 30}}
+        recommender["autoscaling_config"] = {
+            **(recommender.get("autoscaling_config") or {"target_ongoing_requests": 16, "upscale_delay_s": 2,
+                                                          "downscale_delay_s": 30}),
+            "min_replicas": min_replicas, "max_replicas": max(min_replicas, 2)}
+    args: dict = {"run": run, "encoder_options": deployments.get("Encoder"), "recommender_options": recommender}
     serve.run(build_app(args), name=APP, route_prefix="/", logging_config={"enable_access_log": False})
     return f"http://127.0.0.1:{port}"
 
@@ -439,7 +507,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--in-process-requests", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-replicas", type=int,
-                        help="Recommender min_replicas when the bench starts the app (default: the app's, 1)")
+                        help="Recommender min_replicas when the bench starts the app (default: serve_config.yaml's)")
+    parser.add_argument("--serve-config", help="Serve config for the app started here (default: the packaged "
+                                                 "serve_config.yaml: its env vars and deployment options)")
+    parser.add_argument("--serve-defaults", action="store_true",
+                        help="start the app with Ray Serve's defaults and the app's decorators instead")
     return parser.parse_args(argv)
 
 
@@ -482,10 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency and not args.requests and len(durations) != len(args.concurrency):
         raise SystemExit("--duration takes one value or one per --concurrency level")
 
-    flags = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}", flush=True)
-    print(f"# command: {' '.join(['python', *sys.argv])}; Serve env: {flags or 'defaults'}", flush=True)
+    print(f"# command: {' '.join(['python', *sys.argv])}", flush=True)
     print(f"# run: {run}; mix {mix}; k={args.k}; {len(warm)} distinct known users", flush=True)
     global STARTED_HERE
     started_here = STARTED_HERE = not args.url
@@ -494,9 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         run = shutil.copytree(run, os.path.join(scratch, os.path.basename(run.rstrip("/"))),
                               ignore=shutil.ignore_patterns("added_items"))
     t0 = time.perf_counter()
-    url = args.url.rstrip("/") if args.url else start_app(run, args.min_replicas)
+    url = args.url.rstrip("/") if args.url else start_app(run, args.min_replicas, args.serve_config,
+                                                               args.serve_defaults)
     if started_here:
-        print(f"# app started on {url} in {time.perf_counter() - t0:.1f} s", flush=True)
+        flags = {k: v for k, v in sorted(os.environ.items()) if k.startswith("RAY_SERVE_")}
+        print(f"# app started on {url} in {time.perf_counter() - t0:.1f} s; Serve env: {flags or 'defaults'}",
+              flush=True)
     rows: list[Row] = []
     try:
         if args.add_items:

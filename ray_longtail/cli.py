@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="HTTP port (default: 8000)")
     serve.add_argument("--set", action="append", default=[], metavar="serve.KEY=VALUE",
                        help="a serve.* setting over the run's config (repeatable), e.g. serve.cache_users=10000")
+    serve.add_argument("--serve-config", metavar="YAML",
+                       help="Serve config whose env vars and deployment options to use (default: the packaged "
+                            "serve_config.yaml)")
     serve.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     return parser
 
@@ -103,7 +106,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from ray_longtail.serve.app import serve_forever
 
-        serve_forever(args.run, host=args.host, port=args.port, overrides=args.set)
+        serve_forever(args.run, host=args.host, port=args.port, overrides=args.set,
+                      serve_config=args.serve_config)
         return 0
     if args.command == "recommend":
         import json

@@ -123,6 +123,36 @@ def test_cli_parses_serve():
 
     args = build_parser().parse_args(["serve", "--run", "artifacts/x", "--port", "8123"])
     assert (args.command, args.run, args.host, args.port) == ("serve", "artifacts/x", "127.0.0.1", 8123)
+    args = build_parser().parse_args(["serve", "--set", "serve.cache_users=10", "--set", "serve.added_sync_s=1"])
+    assert args.set == ["serve.cache_users=10", "serve.added_sync_s=1"] and args.serve_config is None
+
+
+def test_serve_settings_come_from_serve_config_yaml(tmp_path):
+    """`ray-longtail serve` and the bench use the file's env vars and deployment options: the Serve fast paths
+    (HAProxy ingress, throughput-optimised mode, replays of idempotent requests) live there, not in a shell."""
+    from ray_longtail.serve.app import serve_config_path, serve_settings
+
+    assert (REPO / "serve_config.yaml").resolve() == serve_config_path()
+    env, deployments, args = serve_settings()
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert "empty-response" in env["RAY_SERVE_HAPROXY_RETRY_ON"] and env["HF_HUB_OFFLINE"] == "1"
+    assert set(deployments) == {"Encoder", "Recommender"} and "name" not in deployments["Recommender"]
+    assert deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 2 and args["run"]
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"applications": [{"name": "x", "import_path": "somewhere:app"}]}))
+    with pytest.raises(UserError, match="no application with import_path"):
+        serve_settings(other)
+    with pytest.raises(UserError, match="cannot read"):
+        serve_settings(tmp_path / "missing.yaml")
+
+
+def test_serving_settings_cannot_change_the_run(pipeline_run):
+    from ray_longtail.serve.recommender import Recommender
+
+    _, _, run_dir = pipeline_run
+    with pytest.raises(UserError, match="only serve"):
+        Recommender(str(run_dir), ["rerank.depth=10"])
+    assert Recommender(str(run_dir), ["serve.cache_users=3"]).config.serve.cache_users == 3
 
 
 # ------------------------------------------------------------------------------------------- over HTTP
@@ -135,6 +165,7 @@ def test_health_metadata_and_openapi(served):
     assert meta["run_id"] == served.run_dir.name and meta["catalog"] == len(catalog)
     scorer = json.loads((served.run_dir / "metrics.json").read_text())["info"]["scorer"]
     assert meta["model"] and meta["ranker"] == scorer and set(meta["segments"]) <= {"head", "tail", "cold"}
+    assert meta["precomputed_users"] == meta["users"]  # every history user's list comes from the batch job
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/recommend", "/similar", "/search", "/items", "/healthz", "/metadata"} <= set(paths)
@@ -303,3 +334,21 @@ def test_recommend_command_imports_neither_serve_nor_fastapi():
             "print(sorted(m for m in ('ray.serve', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_run_without_serving_lists_answers_the_same_lists_on_demand(pipeline_run, tmp_path):
+    """Known users without precomputed lists (a run made before the serving stage, or users beyond
+    serve.precompute_users) go through the chain on first request and get the batch recommendations."""
+    from ray_longtail.serve.recommender import Recommender
+
+    _, _, source = pipeline_run
+    run_dir = tmp_path / source.name
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("added_items"))
+    (run_dir / "serving" / "ranked.parquet").unlink()
+    recommender = Recommender(str(run_dir))
+    assert recommender.metadata()["precomputed_users"] == 0
+    recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    for user, expected in list(recs.groupby("user_id"))[:8]:
+        expected = expected.sort_values("rank")
+        answer = recommender.recommend(str(user), k=len(expected))
+        assert [i["item_id"] for i in answer["items"]] == expected["item_id"].astype(str).tolist(), user

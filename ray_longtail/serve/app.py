@@ -12,9 +12,11 @@ calls the Encoder; /search, /similar with text, and /items do.
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -302,7 +304,9 @@ def build_app(args: dict[str, Any]):
     num_gpus = float(args.get("num_gpus") if args.get("num_gpus") is not None else config.embed.num_gpus_per_actor)
     encoder_options = dict(args.get("encoder_options") or {})
     if num_gpus > 0:
-        encoder_options.setdefault("ray_actor_options", {"num_cpus": 0.5, "num_gpus": num_gpus})
+        actor = dict(encoder_options.get("ray_actor_options") or {"num_cpus": 0.5})
+        actor.setdefault("num_gpus", num_gpus)
+        encoder_options["ray_actor_options"] = actor
     encoder = Encoder.options(**encoder_options) if encoder_options else Encoder
     recommender = RecommenderServer.options(**args["recommender_options"]) if args.get("recommender_options") \
         else RecommenderServer
@@ -311,13 +315,46 @@ def build_app(args: dict[str, Any]):
                                               int(args.get("encoder_threads", 1))), overrides)
 
 
-def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000, overrides: list[str] | None = None) -> None:
-    """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port, block until SIGINT/SIGTERM;
-    `overrides`: `serve.<key>=<value>` settings (`--set`)."""
+def serve_config_path() -> Path:
+    """The packaged serve_config.yaml (the repository root's `serve_config.yaml` links to it)."""
+    return Path(__file__).resolve().parents[1] / "configs" / "serve_config.yaml"
+
+
+def serve_settings(path: str | Path | None = None) -> tuple[dict[str, str], dict[str, dict[str, Any]], dict]:
+    """(env_vars, deployment options by name, application args) of the ray_longtail application in a Serve
+    config file (the packaged serve_config.yaml by default)."""
+    import yaml
+
+    path = Path(path) if path else serve_config_path()
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read the Serve config {path}: {exc}") from exc
+    apps = [a for a in config.get("applications") or [] if a.get("import_path") == f"{__name__}:build_app"]
+    if not apps:
+        raise UserError(f"{path} has no application with import_path {__name__}:build_app")
+    app = apps[0]
+    env = {str(k): str(v) for k, v in ((app.get("runtime_env") or {}).get("env_vars") or {}).items()}
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments") or []}
+    return env, deployments, dict(app.get("args") or {})
+
+
+def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000, overrides: list[str] | None = None,
+                  serve_config: str | None = None) -> None:
+    """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port with the settings of
+    `serve_config` (env vars and deployment options; the packaged serve_config.yaml by default), block until
+    SIGINT/SIGTERM. The file's env vars go into this process's environment before Ray starts, so a local cluster's
+    controller, HAProxy and replicas all see them (a variable already set in the environment wins); `overrides`:
+    `serve.<key>=<value>` settings (`--set`)."""
     from ray_longtail.config import load_config
     from ray_longtail.runtime import ray_session
 
-    app = build_app({"run": run, "set": overrides or []})
+    env, deployments, file_args = serve_settings(serve_config)
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    app = build_app({"run": run, "set": [*(file_args.get("set") or []), *(overrides or [])],
+                     "encoder_options": deployments.get("Encoder"),
+                     "recommender_options": deployments.get("Recommender")})
     stop = threading.Event()
     with ray_session(load_config().ray):
         for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
