@@ -11,7 +11,7 @@ from ray_longtail.errors import UserError
 
 STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "discover": "discover",
                   "profile": "profile", "retrieve": "retrieve", "features": "features", "train": "rank",
-                  "evaluate": "evaluate", "run": None}
+                  "precompute": "serving", "evaluate": "evaluate", "run": None}
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
              "discover": "popularity segments and embedding clusters", "profile": "user vectors",
              "retrieve": "multi-source candidates", "features": "ranker features per (user, candidate)",
              "train": "learning-to-rank with Ray Train",
+             "precompute": "serving lists: every recent history user's ranked candidates for the Serve app",
              "evaluate": "metrics and report of the test window"}
     for name in STAGE_COMMANDS:
         commands.add_parser(name, parents=[common], help=helps.get(name, name))

@@ -18,6 +18,7 @@ import yaml
 from conftest import REPO, free_port
 
 from ray_longtail.errors import UserError
+from ray_longtail.serve.schemas import ItemsResponse, RecommendResponse
 
 APP = "ray_longtail_test"
 NEW_ITEMS = [
@@ -183,6 +184,8 @@ def test_recommend_known_users_equals_the_batch_recommendations(served):
         assert body["cold_start"] is False and body["user_id"] == str(user)
         assert [i["segment"] for i in body["items"]] == expected["segment"].tolist()
         assert all(i["title"] is not None and i["reason"] and i["source"] for i in body["items"])
+        assert RecommendResponse.model_validate(body).items[0].item_id == expected["item_id"].iloc[0]
+        assert response.headers["content-type"] == "application/json"
 
 
 def test_recommend_unknown_users(served):
@@ -203,6 +206,7 @@ def test_similar_and_search(served):
     seed = catalog.iloc[0]
     similar = client.post("/similar", json={"item_id": seed["item_id"], "k": 5})
     assert len(items_of(similar)) == 5 and seed["item_id"] not in items_of(similar)
+    assert len(ItemsResponse.model_validate(similar.json()).items) == 5  # answers are built without FastAPI's check
     scores = [i["score"] for i in similar.json()["items"]]
     assert scores == sorted(scores, reverse=True)
     tail = client.post("/similar", json={"item_id": seed["item_id"], "k": 10, "tail_only": True}).json()["items"]
@@ -348,6 +352,10 @@ def test_a_run_without_serving_lists_answers_the_same_lists_on_demand(pipeline_r
     recommender = Recommender(str(run_dir))
     assert recommender.metadata()["precomputed_users"] == 0
     recs = pd.read_parquet(run_dir / "recommendations.parquet")
+    user = str(recs["user_id"].iloc[0])
+    assert recommender.runs_chain(user, True, None)  # served on the app's chain thread
+    assert not Recommender(str(source)).runs_chain(user, True, None)  # precomputed: re-ranked on the event loop
+    assert not recommender.runs_chain("nobody", True, None) and recommender.runs_chain("nobody", True, ["x"])
     for user, expected in list(recs.groupby("user_id"))[:8]:
         expected = expected.sort_values("rank")
         answer = recommender.recommend(str(user), k=len(expected))

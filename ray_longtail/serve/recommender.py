@@ -179,7 +179,8 @@ class UserLists:
 
     def __init__(self, run: ServedRun):
         self.run = run
-        self.global_tail_share = global_tail_share(run.phase.history.binary, run.phase.is_tail)
+        self.is_tail = run.phase.is_tail  # a property over the segments frame: built once, not per request
+        self.global_tail_share = global_tail_share(run.phase.history.binary, self.is_tail)
         self.n = max(run.config.retrieve.n_per_source, max(run.config.eval.ks))
 
     def known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
@@ -202,8 +203,8 @@ class UserLists:
         long = batch_candidates(run.sources, batch, self.n, exclude_seen, user_labels=label)
         features = builder.transform(scoring.union_wide(long, run.config))
         scored = scoring.scored_candidates(features, run.scorer.score(features), run.config.retrieve.sources)
-        appetite = tail_appetite(rows, run.phase.is_tail, [0], global_share=self.global_tail_share)
-        return scoring.rank_candidates(scored, run.phase.history, run.phase.is_tail, run.config.rerank.depth,
+        appetite = tail_appetite(rows, self.is_tail, [0], global_share=self.global_tail_share)
+        return scoring.rank_candidates(scored, run.phase.history, self.is_tail, run.config.rerank.depth,
                                        appetite=appetite)
 
 
@@ -290,6 +291,14 @@ class Recommender:
                                                      self.items.vectors)
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
                 "items": self._explained(items, scores, sources, history_items)}
+
+    def runs_chain(self, user_id: str | None, exclude_seen: bool, recent_items: list[str] | None) -> bool:
+        """Whether `recommend` would run the scoring chain (tens of ms: an ad-hoc user, or a known user whose
+        lists were not precomputed) rather than re-rank lists it holds (about a millisecond)."""
+        user = self.user_of.get(str(user_id), -1) if user_id is not None else -1
+        if user < 0:
+            return bool(recent_items)
+        return self.run.precomputed is None or self.run.precomputed.get(user, exclude_seen) is None
 
     def _known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
         precomputed = self.run.precomputed.get(user, exclude_seen) if self.run.precomputed is not None else None
