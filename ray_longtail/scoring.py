@@ -335,17 +335,20 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
                  floor_parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> dict:
     """The final scorer and tail_weight, chosen on the held-out fit-phase users with the run's objective (max
     `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the
-    ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; the best
-    option that meets the floor wins, or the best by accuracy when none does; ties go to the simpler option, so
-    the ranker must earn its place. The winner's tail_weight is then chosen again with the accuracy budget
+    ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; among the
+    options within `rerank.ndcg_tolerance` of the most accurate one, the best that meets the floor wins, or the
+    best by accuracy when none does (a tail source that meets the floor at a third of the accuracy never wins);
+    ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen again with the accuracy budget
     measured from below its own best: from its best minus `rerank.surplus_share` of what it gains over the best
     single source at tail_weight 0 (that gain, measured on few users, is optimistic: the default spends half of
     it on the tail; 0 keeps the winner's own budget, 1 spends all of it)."""
     floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
     results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}
-    chosen = max(results, key=lambda name: (results[name]["meets_floor"], results[name][metric],
-                                            -list(results).index(name)))
+    top = max(result[metric] for result in results.values())
+    eligible = [name for name in results if results[name][metric] >= (1 - config.rerank.ndcg_tolerance) * top]
+    chosen = max(eligible, key=lambda name: (results[name]["meets_floor"], results[name][metric],
+                                             -list(results).index(name)))
     single = max(results[name]["curve"]["0.0"][metric] for name in config.retrieve.sources if name in results)
     curve = results[chosen]["curve"]
     best = max(curve[str(w)][metric] for w in config.eval.tail_weights)

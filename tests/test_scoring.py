@@ -160,3 +160,4 @@ def test_tail_positive_grade_upweights_only_bought_tail_candidates():
     train, valid = scoring.fold_queries([(frame, np.array([0]), np.array([1]))], tail_grade=3)
     assert train["label"].tolist() == [3.0, 1.0, 0.0] and valid["label"].tolist() == [3.0]
     assert scoring.fold_queries([(frame, np.array([0]), np.array([1]))])[0]["label"].tolist() == [1.0, 1.0, 0.0]
+
