@@ -338,10 +338,10 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; among the
     options within `rerank.ndcg_tolerance` of the most accurate one, the best that meets the floor wins, or the
     best by accuracy when none does (a tail source that meets the floor at a third of the accuracy never wins);
-    ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen again with the accuracy budget
-    measured from below its own best: from its best minus `rerank.surplus_share` of what it gains over the best
-    single source at tail_weight 0 (that gain, measured on few users, is optimistic: the default spends half of
-    it on the tail; 0 keeps the winner's own budget, 1 spends all of it)."""
+    ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen
+    again with the accuracy budget measured from below its own best: from its best minus `rerank.surplus_share`
+    of what it gains over the best single source at tail_weight 0 (that gain, measured on few users, is
+    optimistic: the default spends half of it on the tail; 0 keeps the winner's own budget, 1 spends all of it)."""
     floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
     results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}

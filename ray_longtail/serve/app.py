@@ -11,14 +11,12 @@ calls the Encoder; /search, /similar with text, and /items do.
 """
 
 import asyncio
-import functools
 import json
 import logging
 import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +194,9 @@ class Encoder:
                                       "upscale_delay_s": 2, "downscale_delay_s": 30})
 @serve.ingress(api)
 class RecommenderServer:
-    """HTTP ingress over one run. Requests that only re-rank held lists (known users, cold start, similar,
-    search: about a millisecond) run on the replica's event loop; those that run the scoring chain (ad-hoc users,
-    known users without precomputed lists: tens of milliseconds) run on one worker thread, one at a time, so they
-    do not hold up the cheap ones. Encoder calls are awaited concurrently."""
+    """HTTP ingress over one run. Request handlers run on the replica's event loop one at a time (the
+    `Recommender` is plain, single-threaded Python; running the scoring chain of ad-hoc users on a worker thread
+    was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently."""
 
     def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None):
         from ray_longtail.serve.recommender import Recommender
@@ -209,7 +206,6 @@ class RecommenderServer:
         self.encoder = encoder
         self.added_files = self.rec.added_log.listing()
         self.added_checked = time.monotonic()
-        self.chain = ThreadPoolExecutor(1, thread_name_prefix="scoring-chain")
 
     # ---------------------------------------------------------------- helpers
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -240,13 +236,9 @@ class RecommenderServer:
               summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
     async def recommend(self, req: RecommendRequest) -> Answer:
         await self._sync_added()
-        call = functools.partial(self.rec.recommend, req.user_id, k=req.k, exclude_seen=req.exclude_seen,
-                                 tail_weight=req.tail_weight, recent_items=req.recent_items,
-                                 recent_timestamps=req.recent_timestamps)
-        if self.rec.runs_chain(req.user_id, req.exclude_seen, req.recent_items):
-            answer = await asyncio.get_running_loop().run_in_executor(self.chain, call)
-        else:
-            answer = call()
+        answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
+                                    tail_weight=req.tail_weight, recent_items=req.recent_items,
+                                    recent_timestamps=req.recent_timestamps)
         answer["user_id"] = req.user_id
         return Answer(answer)
 

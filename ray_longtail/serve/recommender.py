@@ -292,14 +292,6 @@ class Recommender:
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
                 "items": self._explained(items, scores, sources, history_items)}
 
-    def runs_chain(self, user_id: str | None, exclude_seen: bool, recent_items: list[str] | None) -> bool:
-        """Whether `recommend` would run the scoring chain (tens of ms: an ad-hoc user, or a known user whose
-        lists were not precomputed) rather than re-rank lists it holds (about a millisecond)."""
-        user = self.user_of.get(str(user_id), -1) if user_id is not None else -1
-        if user < 0:
-            return bool(recent_items)
-        return self.run.precomputed is None or self.run.precomputed.get(user, exclude_seen) is None
-
     def _known(self, user: int, exclude_seen: bool) -> scoring.RankedCandidates:
         precomputed = self.run.precomputed.get(user, exclude_seen) if self.run.precomputed is not None else None
         if precomputed is not None:
