@@ -72,11 +72,12 @@ class ServedRun:
         catalog = store.read_table("catalog.parquet")
         info = store.read_json("metrics.json")["info"]
         name = info.get("scorer", "ranker" if config.rank.enabled else "blend")
-        scorer = scoring.selection_options(config, None)[name] if name != "ranker" else None
         if name == "ranker":
             booster, features = load_ranker(store)
             booster.set_param({"nthread": 1})  # a request scores a few hundred rows: threads cost more (4x measured)
             scorer = scoring.RankerScorer(booster, features)
+        else:
+            scorer = scoring.selection_options(config, None)[name]
         return cls(store=store, config=config, phase=phase, sources=store.read_pickle(SOURCES_ARTIFACT),
                    builder=scoring.fit_feature_builder(phase, catalog, config), scorer=scorer, catalog=catalog,
                    default_tail_weight=float(info["tail_weight"]),
