@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--serve-config", metavar="YAML",
                        help="Serve config whose env vars and deployment options to use (default: the packaged "
                             "serve_config.yaml)")
+    serve.add_argument("--allow-open-writes", action="store_true",
+                       help="serve on a non-loopback --host although POST /items needs no token "
+                            "(serve.api_token_env unset)")
     serve.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     return parser
 
@@ -108,7 +111,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from ray_longtail.serve.app import serve_forever
 
         serve_forever(args.run, host=args.host, port=args.port, overrides=args.set,
-                      serve_config=args.serve_config)
+                      serve_config=args.serve_config, allow_open_writes=args.allow_open_writes)
         return 0
     if args.command == "recommend":
         import json

@@ -256,6 +256,9 @@ class ServeConfig:
     precompute_ray_users: int = number(10_000, ge=0)  # smaller chunks run in process (a pool's start-up costs more)
     cache_users: int = number(50_000, ge=0)  # LRU of on-demand ranked candidates per replica (users not precomputed)
     added_sync_s: float = number(2.0, gt=0)  # how often a replica looks for items added by other replicas
+    # name of an environment variable holding the bearer token that write endpoints (POST /items) require; when
+    # None or unset, writes are open and `ray-longtail serve` binds only to loopback unless told otherwise
+    api_token_env: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from ray_longtail.errors import UserError
 from ray_longtail.serve.schemas import ItemsResponse, RecommendResponse
 
 APP = "ray_longtail_test"
+TOKEN_ENV, TOKEN = "RAY_LONGTAIL_TEST_TOKEN", "test-token-0f3a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NEW_ITEMS = [
     {"item_id": "SERVE-NEW-1", "title": "Glow in the dark dinosaur night light",
      "description": "USB powered lamp for a child's bedroom", "category": "lighting", "brand": "Rexlite",
@@ -44,12 +46,15 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.5):
 
 
 def deploy(run_dir: Path):
+    """The app with write protection on: POST /items needs `AUTH` (the token's digest is taken here, in the
+    driver, from the variable that `serve.api_token_env` names)."""
     from ray import serve
 
     from ray_longtail.serve.app import build_app
 
-    serve.run(build_app({"run": str(run_dir)}), name=APP, route_prefix="/",
-              logging_config={"enable_access_log": False})
+    os.environ[TOKEN_ENV] = TOKEN
+    app = build_app({"run": str(run_dir), "set": [f"serve.api_token_env={TOKEN_ENV}"]})
+    serve.run(app, name=APP, route_prefix="/", logging_config={"enable_access_log": False})
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +69,10 @@ def served(ray_head, pipeline_run, tmp_path_factory):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     deploy(run_dir)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    yield SimpleNamespace(client=client, run_dir=run_dir)
+    yield SimpleNamespace(client=client, run_dir=run_dir, url=f"http://127.0.0.1:{port}")
     client.close()
     serve.shutdown()
+    os.environ.pop(TOKEN_ENV, None)
 
 
 def items_of(response: httpx.Response) -> list[str]:
@@ -147,6 +153,25 @@ def test_serve_settings_come_from_serve_config_yaml(tmp_path):
         serve_settings(tmp_path / "missing.yaml")
 
 
+def test_only_loopback_addresses_count_as_local():
+    from ray_longtail.serve.app import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "shop.example.com", ""]))
+
+
+def test_serve_refuses_a_public_address_while_writes_are_open(pipeline_run, monkeypatch):
+    """Before Ray starts: no token configured (or the variable named but empty) and a non-loopback host."""
+    from ray_longtail.serve.app import serve_forever
+
+    _, _, run_dir = pipeline_run
+    with pytest.raises(UserError, match="--allow-open-writes"):
+        serve_forever(str(run_dir), host="0.0.0.0")
+    monkeypatch.setenv("RAY_LONGTAIL_EMPTY_TOKEN", "")
+    with pytest.raises(UserError, match="api_token_env"):
+        serve_forever(str(run_dir), host="10.1.2.3", overrides=["serve.api_token_env=RAY_LONGTAIL_EMPTY_TOKEN"])
+
+
 def test_serving_settings_cannot_change_the_run(pipeline_run):
     from ray_longtail.serve.recommender import Recommender
 
@@ -219,7 +244,7 @@ def test_similar_and_search(served):
 
 def test_added_items_are_searchable_at_once_and_survive_a_restart(served):
     client = served.client
-    added = client.post("/items", json={"items": NEW_ITEMS})
+    added = client.post("/items", json={"items": NEW_ITEMS}, headers=AUTH)
     assert added.status_code == 200 and added.json()["added"] == 2, added.text
     assert items_of(client.post("/search", json={"query": "dinosaur night light", "k": 3}))[0] == "SERVE-NEW-1"
     assert "SERVE-NEW-2" in items_of(client.post("/search", json={"query": "wooden chess", "k": 3, "tail_only": True}))
@@ -250,13 +275,20 @@ BAD_REQUESTS = [
     ("unknown item", "/similar", {"json": {"item_id": "no-such-item"}}, 404),
     ("item_id and text", "/similar", {"json": {"item_id": "a", "text": "b"}}, 422),
     ("neither item_id nor text", "/similar", {"json": {"k": 3}}, 422),
+    ("blank text", "/similar", {"json": {"text": " \n\t"}}, 422),
+    ("k as a string", "/similar", {"json": {"item_id": "a", "k": "3"}}, 422),
+    ("fractional k", "/search", {"json": {"query": "lamp", "k": 2.5}}, 422),
+    ("exclude_seen as a number", "/recommend", {"json": {"user_id": "u", "exclude_seen": 0}}, 422),
+    ("recent item without a time", "/recommend", {"json": {"recent_items": [{"item_id": "a"}]}}, 422),
+    ("recent time in milliseconds far ahead", "/recommend",
+     {"json": {"recent_items": [{"item_id": "a", "timestamp": 10**15}]}}, 422),
     ("empty query", "/search", {"json": {"query": ""}}, 422),
     ("search k too large", "/search", {"json": {"query": "lamp", "k": 1000}}, 422),
     ("blank query", "/search", {"json": {"query": "   "}}, 422),
     ("missing query", "/search", {"json": {}}, 422),
     ("no items", "/items", {"json": {"items": []}}, 422),
     ("item without id", "/items", {"json": {"items": [{"title": "x"}]}}, 422),
-    ("too many items", "/items", {"json": {"items": [{"item_id": f"x{i}", "title": "x"} for i in range(1001)]}}, 413),
+    ("too many items", "/items", {"json": {"items": [{"item_id": f"x{i}", "title": "x"} for i in range(1001)]}}, 422),
     ("body over 1 MB", "/search", {"json": {"query": "x" * 1_100_000}}, 413),
 ]
 
@@ -264,10 +296,42 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
 def test_bad_requests_get_the_documented_4xx(served, case):
     _, path, kwargs, status = case
-    response = served.client.post(path, **kwargs)
+    response = served.client.post(path, **kwargs, headers=AUTH)
     assert response.status_code == status, response.text
-    assert response.json()["detail"]
+    assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+    documented = served.client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+    assert str(status) in documented and "ErrorResponse" in json.dumps(documented[str(status)])
     assert served.client.get("/healthz").status_code == 200
+
+
+def test_write_endpoints_need_the_bearer_token(served):
+    item = {"items": [{"item_id": "SERVE-AUTH-1", "title": "Brass door knocker shaped like a fox"}]}
+    missing = served.client.post("/items", json=item)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer", missing.text
+    wrong = served.client.post("/items", json=item, headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 403, wrong.text
+    not_bearer = served.client.post("/items", json=item, headers={"Authorization": f"Basic {TOKEN}"})
+    assert not_bearer.status_code == 401
+    assert "SERVE-AUTH-1" not in items_of(served.client.post("/search", json={"query": "fox door knocker"}))
+    assert served.client.post("/items", json=item, headers=AUTH).status_code == 200
+    assert items_of(served.client.post("/search", json={"query": "fox door knocker", "k": 1})) == ["SERVE-AUTH-1"]
+    security = served.client.get("/openapi.json").json()["paths"]["/items"]["post"]["security"]
+    assert security == [{"HTTPBearer": []}]
+
+
+def test_the_openapi_document_holds_under_schemathesis(served, tmp_path):
+    """Schemathesis with every check against /openapi.json: no 5xx, every answer as documented (status, content
+    type, body schema), every schema-valid request accepted and every invalid one rejected, the token enforced.
+    A fixed seed and example budget; its report is printed on failure."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{served.url}/openapi.json", "--checks", "all",
+               "--seed", "7", "--max-examples", "20", "--workers", "1", "--no-color",
+               "--header", f"Authorization: Bearer {TOKEN}", "--report-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "No issues found" in done.stdout
 
 
 def test_killed_recommender_replica_is_replaced(served):
@@ -304,7 +368,7 @@ def test_added_items_are_recommendable_as_cold_items(served):
     row = catalog.loc[top["item_id"]]
     twin = {"item_id": "SERVE-TWIN", "title": str(row["title"]), "description": str(row["description"]),
             "category": str(row["category"]), "brand": str(row["brand"])}
-    assert client.post("/items", json={"items": [twin]}).status_code == 200
+    assert client.post("/items", json={"items": [twin]}, headers=AUTH).status_code == 200
     after = client.post("/recommend", json={"user_id": user, "k": 5}).json()["items"]
     found = [item for item in after if item["item_id"] == "SERVE-TWIN"]
     assert found and found[0]["segment"] == "cold", after

@@ -11,6 +11,9 @@ calls the Encoder; /search, /similar with text, and /items do.
 """
 
 import asyncio
+import hashlib
+import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -18,12 +21,13 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -33,6 +37,7 @@ from ray_longtail.errors import UserError
 from ray_longtail.serve.schemas import (
     MAX_BODY_BYTES,
     MAX_ITEMS_PER_REQUEST,
+    NON_BLANK,
     AddItemsRequest,
     AddItemsResponse,
     ErrorResponse,
@@ -43,11 +48,14 @@ from ray_longtail.serve.schemas import (
     RecommendResponse,
     SearchRequest,
     SimilarRequest,
+    SimilarToItem,
+    SimilarToText,
 )
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
+UNION_MODELS = {SimilarToItem.__name__, SimilarToText.__name__}  # request bodies that are one of several models
 BUILD_ARGS = {"run", "set", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 
 
@@ -60,6 +68,41 @@ def run_config(run: str, overrides: list[str] | None = None):
     if not store.exists("metrics.json"):
         raise UserError(f"run {run} is not finished (no metrics.json): finish it with `ray-longtail run`")
     return serving_config(store, overrides)
+
+
+# ------------------------------------------------------------------------------------------------ write protection
+def token_digest(env_name: str | None) -> str | None:
+    """sha256 hex of the bearer token in the environment variable `env_name` (`serve.api_token_env`), or None when
+    it is not named or not set: then write endpoints are open. Only the digest travels to the replicas."""
+    token = os.environ.get(env_name) if env_name else None
+    return hashlib.sha256(token.encode()).hexdigest() if token else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>` for write endpoints, required "
+                                                  "when the run's `serve.api_token_env` names a set variable")
+WRITE_ERRORS = {401: {"model": ErrorResponse, "description": "no bearer token (the app has one configured)"},
+                403: {"model": ErrorResponse, "description": "wrong bearer token"}}
+
+
+def check_token(credentials: HTTPAuthorizationCredentials | None, digest: str | None) -> None:
+    """401 without a bearer token, 403 with a wrong one; nothing when the app has no token (`digest` None)."""
+    if digest is None:
+        return
+    if credentials is None:
+        raise HTTPException(401, "this endpoint needs `Authorization: Bearer <token>` (serve.api_token_env)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    presented = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    if not hmac.compare_digest(presented, digest):
+        raise HTTPException(403, "wrong bearer token")
 
 
 # ------------------------------------------------------------------------------------------------ HTTP layer
@@ -140,9 +183,29 @@ class Answer(Response):
 api = FastAPI(title="ray_longtail", version=__version__,
               description="Long-tail aware recommendations, similar items and semantic search over one "
                           "ray_longtail run (Ray Serve). Bad requests get 4xx with a message.",
-              responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}})
+              responses={400: {"model": ErrorResponse, "description": "malformed JSON"},
+                         413: {"model": ErrorResponse, "description": f"request body over {MAX_BODY_BYTES} bytes"},
+                         422: {"model": ErrorResponse, "description": "a field is missing, of the wrong type or out "
+                                                                      "of range (the message names it)"}})
+ENCODER_DOWN = {503: {"model": ErrorResponse, "description": "the Encoder is unavailable: retry"}}
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 api.add_middleware(ServerTiming)  # added last = outermost: 413s are timed too
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One line naming each wrong field. A body that may be one of several models (`SimilarRequest`) fails once per
+    model: only the model it came closest to (fewest errors) is reported, when there is one."""
+    per_branch: dict[str, list] = {}
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        branch = loc.pop(0) if loc and loc[0] in UNION_MODELS else ""
+        text = "must contain a non-space character" if e.get("ctx", {}).get("pattern") == NON_BLANK else \
+            e.get("msg", "invalid")
+        per_branch.setdefault(branch, []).append(f"{'.'.join(map(str, loc))}: {text}" if loc else str(text))
+    sizes = sorted(len(v) for v in per_branch.values())
+    if len(per_branch) > 1 and sizes[0] < sizes[1]:
+        return "; ".join(min(per_branch.values(), key=len))
+    return "; ".join(f"{branch}: {m}" if branch else m for branch, ms in per_branch.items() for m in ms)
 
 
 @api.exception_handler(RequestValidationError)
@@ -151,11 +214,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse({"detail": f"malformed JSON: {errors[0].get('ctx', {}).get('error', 'cannot parse')}"},
                             status_code=400)
-    messages = []
-    for e in errors:
-        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-        messages.append(f"{where}: {e.get('msg', 'invalid')}" if where else str(e.get("msg", "invalid")))
-    return JSONResponse({"detail": "; ".join(messages)}, status_code=422)
+    return JSONResponse({"detail": validation_message(errors)}, status_code=422)
 
 
 @api.exception_handler(UserError)
@@ -198,12 +257,14 @@ class RecommenderServer:
     `Recommender` is plain, single-threaded Python; running the scoring chain of ad-hoc users on a worker thread
     was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently."""
 
-    def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None):
+    def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None,
+                 write_token_digest: str | None = None):
         from ray_longtail.serve.recommender import Recommender
 
         self.run = run
         self.rec = Recommender(run, overrides)
         self.encoder = encoder
+        self.write_token_digest = write_token_digest or token_digest(self.rec.config.serve.api_token_env)
         self.added_files = self.rec.added_log.listing()
         self.added_checked = time.monotonic()
 
@@ -236,17 +297,19 @@ class RecommenderServer:
               summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
     async def recommend(self, req: RecommendRequest) -> Answer:
         await self._sync_added()
+        recent_items, recent_timestamps = req.recent()
         answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
-                                    tail_weight=req.tail_weight, recent_items=req.recent_items,
-                                    recent_timestamps=req.recent_timestamps)
+                                    tail_weight=req.tail_weight, recent_items=recent_items,
+                                    recent_timestamps=recent_timestamps)
         answer["user_id"] = req.user_id
         return Answer(answer)
 
-    @api.post("/similar", response_model=ItemsResponse, responses={404: {"model": ErrorResponse}},
-              summary="items nearest to an item (catalog or added) or to a text")
+    @api.post("/similar", response_model=ItemsResponse,
+              responses={404: {"model": ErrorResponse, "description": "unknown item_id"}, **ENCODER_DOWN},
+              summary="items nearest to an item (catalog or added) or to a text: exactly one of item_id and text")
     async def similar(self, req: SimilarRequest) -> Answer:
         await self._sync_added()
-        if req.item_id is not None:
+        if isinstance(req, SimilarToItem):
             try:
                 return Answer(self.rec.similar(item_id=req.item_id, k=req.k, tail_only=req.tail_only))
             except KeyError as exc:
@@ -254,22 +317,23 @@ class RecommenderServer:
         vector = (await self._embed([req.text]))[0]
         return Answer(self.rec.similar(vector=vector, k=req.k, tail_only=req.tail_only))
 
-    @api.post("/search", response_model=ItemsResponse, summary="semantic search over item texts")
+    @api.post("/search", response_model=ItemsResponse, responses=ENCODER_DOWN,
+              summary="semantic search over item texts")
     async def search(self, req: SearchRequest) -> Answer:
         vector = (await self._embed([req.query]))[0]
         await self._sync_added()
         return Answer(self.rec.search(vector, k=req.k, tail_only=req.tail_only))
 
-    @api.post("/items", response_model=AddItemsResponse, responses={413: {"model": ErrorResponse}},
+    @api.post("/items", response_model=AddItemsResponse, responses={**WRITE_ERRORS, **ENCODER_DOWN},
               summary=f"add or update items (at most {MAX_ITEMS_PER_REQUEST}): embedded, searchable at once, "
                       "persisted in the run")
-    async def add_items(self, req: AddItemsRequest) -> dict[str, Any]:
+    async def add_items(self, req: AddItemsRequest,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict[str, Any]:
         import pandas as pd
 
         from ray_longtail.embed import item_texts
 
-        if len(req.items) > MAX_ITEMS_PER_REQUEST:
-            raise HTTPException(413, f"{len(req.items)} items in one request; at most {MAX_ITEMS_PER_REQUEST}")
+        check_token(credentials, self.write_token_digest)
         frame = pd.DataFrame([item.model_dump() for item in req.items])
         vectors = await self._embed(item_texts(frame, list(self.rec.config.embed.text_fields)))
         await self._sync_added()
@@ -324,7 +388,8 @@ def build_app(args: dict[str, Any]):
         else RecommenderServer
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
     return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                              int(args.get("encoder_threads", 1))), overrides)
+                                              int(args.get("encoder_threads", 1))), overrides,
+                            token_digest(config.serve.api_token_env))
 
 
 def serve_config_path() -> Path:
@@ -352,19 +417,26 @@ def serve_settings(path: str | Path | None = None) -> tuple[dict[str, str], dict
 
 
 def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000, overrides: list[str] | None = None,
-                  serve_config: str | None = None) -> None:
+                  serve_config: str | None = None, allow_open_writes: bool = False) -> None:
     """`ray-longtail serve`: start (or join) Ray, run the app on http://host:port with the settings of
     `serve_config` (env vars and deployment options; the packaged serve_config.yaml by default), block until
     SIGINT/SIGTERM. The file's env vars go into this process's environment before Ray starts, so a local cluster's
     controller, HAProxy and replicas all see them (a variable already set in the environment wins); `overrides`:
-    `serve.<key>=<value>` settings (`--set`)."""
+    `serve.<key>=<value>` settings (`--set`). A non-loopback `host` with write endpoints open (no
+    `serve.api_token_env` token set) is refused unless `allow_open_writes`."""
     from ray_longtail.config import load_config
     from ray_longtail.runtime import ray_session
 
     env, deployments, file_args = serve_settings(serve_config)
     for key, value in env.items():
         os.environ.setdefault(key, value)
-    app = build_app({"run": run, "set": [*(file_args.get("set") or []), *(overrides or [])],
+    settings = [*(file_args.get("set") or []), *(overrides or [])]
+    if not is_loopback(host) and not allow_open_writes and \
+            token_digest(run_config(resolve_run(run), settings).serve.api_token_env) is None:
+        raise UserError(f"refusing to serve on {host} with POST /items open to anyone: set a token "
+                        "(--set serve.api_token_env=VAR with VAR set in the environment), bind to 127.0.0.1, or "
+                        "pass --allow-open-writes")
+    app = build_app({"run": run, "set": settings,
                      "encoder_options": deployments.get("Encoder"),
                      "recommender_options": deployments.get("Recommender")})
     stop = threading.Event()

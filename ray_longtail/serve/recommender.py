@@ -233,11 +233,11 @@ def merge_added(ranked: scoring.RankedCandidates, items: ItemIndex, min_cosine: 
                                     appetite=ranked.appetite)
 
 
-def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int] | None) -> History:
+def adhoc_history(phase: Phase, items: np.ndarray, timestamps: list[int | None] | None) -> History:
     """One ad-hoc user's History over the phase's items: `items` (catalog indices, repeats are repeat
-    interactions) at `timestamps` (default: the history's end; later times are clipped to it)."""
-    end = phase.history.end_ts
-    ts = np.full(len(items), end, dtype=np.int64) if timestamps is None else np.minimum(np.asarray(timestamps), end)
+    interactions) at `timestamps` (None, or a None entry: the history's end; later times are clipped to it)."""
+    end = int(phase.history.end_ts)
+    ts = np.asarray([end if t is None else min(int(t), end) for t in timestamps or [None] * len(items)], np.int64)
     return History.one_user("adhoc", items, ts, phase.history.item_ids, end)
 
 
@@ -266,9 +266,10 @@ class Recommender:
 
     def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
                   tail_weight: float | None = None, recent_items: list[str] | None = None,
-                  recent_timestamps: list[int] | None = None) -> dict[str, Any]:
-        """Known user -> the run's chain; unknown user with known `recent_items` -> the same chain over that
-        ad-hoc history; otherwise a cold-start answer."""
+                  recent_timestamps: list[int | None] | None = None) -> dict[str, Any]:
+        """Known user -> the run's chain; unknown user with known `recent_items` (at `recent_timestamps`, unix
+        seconds, one per item; None: at the history's end) -> the same chain over that ad-hoc history; otherwise a
+        cold-start answer."""
         weight = self.run.default_tail_weight if tail_weight is None else float(tail_weight)
         phase = self.run.phase
         user = self.user_of.get(str(user_id), -1) if user_id is not None else -1
@@ -284,7 +285,8 @@ class Recommender:
             history_items = known[known >= 0]
             if not len(history_items):
                 return self._cold_start(k, weight, user_id)
-            stamps = None if recent_timestamps is None else list(np.asarray(recent_timestamps)[known >= 0])
+            stamps = None if recent_timestamps is None else \
+                [t for t, i in zip(recent_timestamps, known, strict=True) if i >= 0]
             ranked = self.lists.adhoc(adhoc_history(phase, history_items, stamps), exclude_seen)
         if "content" in self.config.retrieve.sources:
             ranked = merge_added(ranked, self.items)

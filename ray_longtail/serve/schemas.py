@@ -2,72 +2,89 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 MAX_K = 100
-MAX_ITEMS_PER_REQUEST = 1000  # POST /items: more -> 413
+MAX_ITEMS_PER_REQUEST = 1000  # POST /items, recent_items
 MAX_BODY_BYTES = 1_000_000  # any request body over 1 MB -> 413
 MAX_TEXT_CHARS = 2_000  # a query or a similar-to text
 ID_CHARS = 256
+MAX_UNIX_SECONDS = 2**40  # year ~36,800: beyond that a timestamp is not seconds
+# at least one non-space character; an explicit class, so that JSON Schema (ECMA), Python and pydantic's
+# regex engine agree on which strings match (their \s differ on control characters)
+NON_BLANK = r"[^ \t\n\r\x0b\x0c]"
+
+
+
+def _number_not_text(value):
+    if isinstance(value, (str, bool)):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+# a JSON integer, as JSON Schema means it: 3 and 3.0 are, "3", true and 3.5 are not
+Integer = Annotated[int, Strict(False), BeforeValidator(_number_not_text)]
 
 K = Field(10, ge=1, le=MAX_K, description=f"number of items to return (1..{MAX_K})")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422, not silently ignored
+    # a misspelt field is a 422, not silently ignored; strict: "5" is not an integer, 0 not a boolean (as in the schema)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RecentItem(StrictModel):
+    item_id: str = Field(..., max_length=ID_CHARS)
+    timestamp: Integer = Field(..., ge=0, le=MAX_UNIX_SECONDS, description="unix seconds of the interaction")
 
 
 class RecommendRequest(StrictModel):
     user_id: str | None = Field(None, min_length=1, max_length=ID_CHARS,
                                 description="user id as in the interactions; unknown or absent -> cold start")
-    k: int = Field(10, ge=1, le=MAX_K, description=f"number of items (1..{MAX_K}); the re-ranker sees the top "
+    k: Integer = Field(10, ge=1, le=MAX_K, description=f"number of items (1..{MAX_K}); the re-ranker sees the top "
                                                      "`rerank_depth` candidates (GET /metadata), so at most that many "
                                                      "come back")
     exclude_seen: bool = Field(True, description="never recommend the user's history items")
     tail_weight: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
                                       description="0 = pure relevance, 1 = maximal tail preference; "
                                                   "default: the run's selected tail_weight")
-    recent_items: list[str] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST,
-                                           description="item ids the user interacted with recently; used when the "
-                                                       "user is unknown (unknown ids are ignored; a repeated id "
-                                                       "is a repeated interaction)")
-    recent_timestamps: list[int] | None = Field(None, max_length=MAX_ITEMS_PER_REQUEST,
-                                                description="unix seconds of each recent item (same length as "
-                                                            "recent_items); default: all recent")
+    recent_items: list[Annotated[str, Field(max_length=ID_CHARS)] | RecentItem] | None = Field(
+        None, max_length=MAX_ITEMS_PER_REQUEST,
+        description="what the user interacted with recently, used when the user is unknown: item ids (at the end "
+                    "of the run's history) or {item_id, timestamp} (unknown ids are ignored; a repeated id is a "
+                    "repeated interaction)")
 
-    @model_validator(mode="after")
-    def timestamps_match(self) -> RecommendRequest:
-        if self.recent_timestamps is not None and len(self.recent_timestamps) != len(self.recent_items or []):
-            raise ValueError("recent_timestamps must give one time per recent item")
-        return self
+    def recent(self) -> tuple[list[str] | None, list[int | None] | None]:
+        """(item ids, their unix times or None = the history's end; None when no item has a time)."""
+        if self.recent_items is None:
+            return None, None
+        ids = [r if isinstance(r, str) else r.item_id for r in self.recent_items]
+        times = [None if isinstance(r, str) else r.timestamp for r in self.recent_items]
+        return ids, (None if all(t is None for t in times) else times)
 
 
-class SimilarRequest(StrictModel):
-    item_id: str | None = Field(None, min_length=1, max_length=ID_CHARS, description="a catalog or added item")
-    text: str | None = Field(None, max_length=MAX_TEXT_CHARS, description="free text (embedded by the Encoder)")
-    k: int = K
+class SimilarToItem(StrictModel):
+    item_id: str = Field(..., min_length=1, max_length=ID_CHARS, description="a catalog or added item")
+    k: Integer = K
     tail_only: bool = Field(False, description="only tail (non-head) items")
 
-    @model_validator(mode="after")
-    def one_of(self) -> SimilarRequest:
-        if (self.item_id is None) == (self.text is None):
-            raise ValueError("give exactly one of item_id and text")
-        if self.text is not None and not self.text.strip():
-            raise ValueError("text must not be empty")
-        return self
+
+class SimilarToText(StrictModel):
+    text: str = Field(..., max_length=MAX_TEXT_CHARS, pattern=NON_BLANK,
+                      description="free text (embedded by the Encoder)")
+    k: Integer = K
+    tail_only: bool = Field(False, description="only tail (non-head) items")
+
+
+SimilarRequest = SimilarToItem | SimilarToText  # exactly one of item_id and text (each model forbids the other)
 
 
 class SearchRequest(StrictModel):
-    query: str = Field(..., min_length=1, max_length=MAX_TEXT_CHARS, description="free-text query")
-    k: int = K
+    query: str = Field(..., max_length=MAX_TEXT_CHARS, pattern=NON_BLANK, description="free-text query")
+    k: Integer = K
     tail_only: bool = False
-
-    @field_validator("query")
-    @classmethod
-    def not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must not be empty")
-        return value
 
 
 class NewItem(StrictModel):
@@ -80,8 +97,8 @@ class NewItem(StrictModel):
 
 
 class AddItemsRequest(StrictModel):
-    items: list[NewItem] = Field(..., min_length=1,
-                                 description=f"items to add or update (at most {MAX_ITEMS_PER_REQUEST}, else 413)")
+    items: list[NewItem] = Field(..., min_length=1, max_length=MAX_ITEMS_PER_REQUEST,
+                                 description=f"items to add or update (at most {MAX_ITEMS_PER_REQUEST})")
 
 
 class Item(BaseModel):
@@ -133,4 +150,6 @@ class Metadata(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    detail: str | list
+    """Every 4xx/5xx answer of the app (FastAPI's validation errors included) has exactly this shape."""
+
+    detail: str = Field(description="what was wrong and, where it helps, how to fix it")
