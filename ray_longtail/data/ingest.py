@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -48,6 +49,7 @@ _LIST_SEPARATORS = {S.CATEGORY: " > "}
 _DROPPED_ATTR = "dropped_columns"  # DataFrame.attrs key: columns read_table could not bring into pandas
 _NESTED = (list, tuple, dict, np.ndarray)  # how Arrow list/struct/map cells arrive from to_pandas
 _PROBE_ROWS = 1000  # rows written and read back to check an extra column's Parquet type round-trips
+_EARLIEST_TS = 31_536_000  # 1971-01-01 UTC
 _READ_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
@@ -110,10 +112,32 @@ def _read_arrow(uri: str) -> pa.Table:
             dataset = pads.dataset(path, filesystem=fs, format="parquet")
         table = dataset.to_table()
     except (pa.ArrowException, OSError) as exc:
+        if "invalid UTF8" in str(exc):
+            raise DataError(f"{uri}: is not UTF-8 text ({_brief(exc)}); re-save it as UTF-8, e.g. "
+                            f"`iconv -f latin1 -t utf-8`") from exc
         raise DataError(f"{uri}: cannot read as {fmt}: {exc}") from exc
     if table.num_rows == 0:
         raise DataError(f"{uri}: the file is empty (no rows)")
+    if fmt == "csv":
+        _require_utf8(table, uri)
     return table
+
+
+def _require_utf8(table: pa.Table, uri: str) -> None:
+    """pyarrow types a CSV column with bytes that are not UTF-8 as binary; text read from it would be mojibake."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            example = next((v for v in column.to_pylist() if v is not None and not _is_utf8(v)), b"")
+            raise DataError(f"{uri}: column {name!r} is not UTF-8 text, e.g. {example[:60]!r}; re-save the file as "
+                            "UTF-8, e.g. `iconv -f latin1 -t utf-8`")
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _arrow_ids(column: pa.ChunkedArray, uri: str, name: str) -> pa.ChunkedArray:
@@ -313,21 +337,40 @@ def _all_numbers(values: pd.Series) -> bool:
                             and not isinstance(v, (bool, np.bool_))).all())
 
 
+def _epoch_seconds(numeric: pd.Series, source: str) -> pd.Series:
+    """Unix epoch numbers -> seconds, each value by its magnitude: from 1e11 (1973 in ms, year 5138 in s) on a
+    value is milliseconds, from 1e14 microseconds, from 1e17 nanoseconds (one column may mix units)."""
+    magnitude = numeric.abs()
+    divisor = pd.Series(np.select([magnitude >= 1e17, magnitude >= 1e14, magnitude >= 1e11], [1e9, 1e6, 1e3], 1.0),
+                        index=numeric.index)
+    for per_second, unit in ((1e3, "milliseconds"), (1e6, "microseconds"), (1e9, "nanoseconds")):
+        if (divisor == per_second).any():
+            log.info("%s: %d timestamps look like %s; converting to seconds", source,
+                     int((divisor == per_second).sum()), unit)
+    return np.floor(numeric / divisor)
+
+
 def to_unix_seconds(values: pd.Series, source: str) -> pd.Series:
-    """int64 unix seconds from ints (seconds, or milliseconds when obviously so), datetimes or date strings."""
+    """float64 unix seconds (NaN where missing) from epoch numbers (s, ms, us or ns, told apart per value),
+    datetimes, date strings or numeric strings; booleans and lists are rejected."""
+    if pd.api.types.is_bool_dtype(values) or (values.dtype == object and values.map(
+            lambda v: isinstance(v, (bool, np.bool_))).any()):
+        raise DataError(f"{source}: column 'timestamp' holds booleans, e.g. {values.dropna().iloc[0]!r}; "
+                        "use unix seconds or ISO-8601 datetimes")
     if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
         values = _numeric(values) if _all_numbers(values) else values.map(
             lambda v: np.nan if isinstance(v, _NESTED) else v)
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = values.dt.tz_convert("UTC") if values.dt.tz is not None else values
-        return ts.astype("datetime64[s]").astype("int64").where(values.notna())
+        return ts.astype("datetime64[s]").astype("int64").where(values.notna()).astype("float64")
     if pd.api.types.is_numeric_dtype(values):
-        numeric = values.astype("float64")
-        if numeric.max() > 1e12:
-            log.info("%s: timestamps look like milliseconds; converting to seconds", source)
-            numeric = numeric // 1000
-        return numeric
+        return _epoch_seconds(values.astype("float64"), source)
+    as_numbers = pd.to_numeric(values, errors="coerce")  # epoch numbers written as text, e.g. in a CSV
+    if as_numbers.notna().any():
+        dates = to_unix_seconds(values.where(as_numbers.isna()), source) if as_numbers.isna().any() else None
+        seconds = _epoch_seconds(as_numbers, source)
+        return seconds if dates is None else seconds.fillna(dates)
     try:
         parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     except (TypeError, ValueError, OverflowError) as exc:
@@ -488,6 +531,19 @@ def _drop_unknown_items(df: pd.DataFrame, catalog_ids: pd.Index, excluded_ids: p
     return df
 
 
+def _drop_implausible_times(df: pd.DataFrame, source: str, report: TableReport) -> pd.DataFrame:
+    """Rows timed before 1971 (the first epoch year holds sentinels: 0, -1, counters) or more than a day after
+    now (a unit or typing error) are dropped and counted: either would stretch the time split over empty years."""
+    ts = df[S.TIMESTAMP]
+    implausible = (ts < _EARLIEST_TS) | (ts > time.time() + 86_400)
+    if implausible.any():
+        example = pd.to_datetime(ts[implausible].iloc[0], unit="s", errors="coerce")
+        log.warning("%s: %d rows timed outside 1971..now, e.g. %s", source, int(implausible.sum()),
+                    example if not pd.isna(example) else ts[implausible].iloc[0])
+    report.drop("implausible_timestamp", implausible.sum())
+    return df[~implausible]
+
+
 def _sample_users(df: pd.DataFrame, fraction: float, report: TableReport) -> pd.DataFrame:
     """A seeded random share of users, all of each sampled user's rows (quick runs keep whole histories)."""
     users = np.sort(df[S.USER_ID].unique())
@@ -511,6 +567,7 @@ def clean_interactions(df: pd.DataFrame, catalog_ids: pd.Index, source: str, con
     missing_ts = df[S.TIMESTAMP].isna()
     report.drop("missing_timestamp", missing_ts.sum())
     df = df[~missing_ts]
+    df = _drop_implausible_times(df, source, report)
     df[S.TIMESTAMP] = df[S.TIMESTAMP].astype("int64")
     df[S.EVENT] = _event_names(df[S.EVENT]) if S.EVENT in df.columns else "interaction"
     df[S.VALUE] = _numeric(df[S.VALUE]).astype("float64") if S.VALUE in df.columns else 1.0
