@@ -124,6 +124,10 @@ def restart_head(run: str, target: Target, events: list[str], t0: float) -> None
     target.url = serve_load.start_app(run)
     events.append(f"+{time.perf_counter() - t0:.0f} s: Ray and the app started again on {target.url} "
                   f"({time.perf_counter() - started:.1f} s after the shutdown began)")
+    leftovers = [p.pid for p in serve_load.psutil_module().process_iter(["cmdline"])
+                 if "haproxy" in " ".join(p.info["cmdline"] or []) and p.ppid() == 1]
+    if leftovers:
+        events.append(f"orphaned HAProxy processes after the restart: {leftovers}")
 
 
 def missing_items(url: str, acknowledged: list[str]) -> list[str]:
@@ -140,12 +144,11 @@ def report(windows: list[Window], rss: list[dict[str, float]], args, events: lis
     lines = ["| window | requests | 200 | 4xx | 5xx | no answer | p50 ms | p99 ms | replica RSS MB (sum) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for window, memory in zip(windows, rss[1:], strict=True):
-        lat = np.asarray(window.latencies) * 1e3
-        s = window.statuses
+        lat, s = np.asarray(window.latencies) * 1e3, window.statuses
+        p50, p99 = (f"{np.percentile(lat, q):.1f}" for q in (50, 99)) if len(lat) else ("-", "-")
         lines.append(f"| {window.index * args.window:.0f}-{(window.index + 1) * args.window:.0f} s | "
-                     f"{sum(s.values())} | {s['200']} | {s['4xx']} | {s['5xx']} | {s['no answer']} | "
-                     f"{np.percentile(lat, 50):.1f} | {np.percentile(lat, 99):.1f} | {sum(memory.values()):.0f} |"
-                     if len(lat) else f"| window {window.index} | {sum(s.values())} | 0 | - | - | - | - | - | - |")
+                     f"{sum(s.values())} | {s['200']} | {s['4xx']} | {s['5xx']} | {s['no answer']} | {p50} | {p99} | "
+                     f"{sum(memory.values()):.0f} |")
     total = sum((w.statuses for w in windows), Counter())
     lines += ["", f"- requests: {sum(total.values())}: {dict(total)}",
               f"- replica RSS at the start: {json.dumps({k: round(v) for k, v in rss[0].items()})}",
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     run = workdir / source.name
     shutil.copytree(source, run, ignore=shutil.ignore_patterns("added_items"))
     mix = {kind: float(weight) for kind, weight in (part.split("=") for part in MIX.split(","))}
-    requests = serve_load.build_requests(str(run), mix, 20, 4000, args.seed)
+    requests = serve_load.encoded(serve_load.build_requests(str(run), mix, 20, 4000, args.seed))
     target = Target(serve_load.start_app(str(run)))
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, app on {target.url}, "
           f"run {source}", flush=True)
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# window {index}: {dict(windows[index].statuses)}", flush=True)
     for thread in threads:
         thread.join()
+    target.longest_gap = max(target.longest_gap, stop_at - target.last_ok)  # an outage that lasted to the end
     missing = missing_items(target.url, acknowledged)
     print(report(windows, rss, args, events, target, acknowledged, refused, missing), flush=True)
     serve_load.stop_app()
