@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ray_longtail.errors import DataError, UserError
+from ray_longtail.errors import DataError, StorageError, UserError
 
 MANIFEST = "manifest.json"
 CANDIDATES = {"eval": "candidates.parquet", "fit": "fit/candidates.parquet"}  # per phase, ids form
@@ -66,7 +66,11 @@ class RunStore:
         self.fs, root = resolve_filesystem(artifacts)
         self.root = posixpath.join(root, run_id)
         self.uri = join_uri(artifacts, run_id) if "://" in artifacts else self.root
-        self.fs.create_dir(self.root, recursive=True)
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the run folder {self.uri}: {exc}; choose a writable artifacts "
+                               "location (--artifacts)") from exc
 
     def path(self, name: str) -> str:
         return posixpath.join(self.root, name)
@@ -78,12 +82,16 @@ class RunStore:
     def writer(self, name: str) -> Iterator[pa.NativeFile]:
         """A stream to write artifact `name` to; it appears under its name only when the block exits cleanly."""
         final = self.path(name)
-        self.fs.create_dir(posixpath.dirname(final), recursive=True)
         tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
         try:
+            self.fs.create_dir(posixpath.dirname(final), recursive=True)
             with self.fs.open_output_stream(tmp) as out:
                 yield out
             self.fs.move(tmp, final)
+        except OSError as exc:
+            self._discard(tmp)
+            raise StorageError(f"cannot write {name} to {self.uri}: {exc}. Nothing half-written was kept; make the "
+                               "location writable (or free space) and run again: finished stages are kept") from exc
         except BaseException:
             self._discard(tmp)
             raise

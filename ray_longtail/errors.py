@@ -11,3 +11,9 @@ class DataError(UserError):
 
 class ConfigError(UserError):
     """A configuration key or value is unknown or has the wrong type."""
+
+
+class StorageError(UserError):
+    """The artifacts location cannot be written (read-only, full, gone). Nothing half-written is published: every
+    artifact appears under its name only once completely written, and metrics.json (what marks a run finished)
+    is written last."""

@@ -306,11 +306,11 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
                "tradeoff": {w: {key: m[key] for key in scoring.CURVE_METRICS} for w, m in curve.items()}}
     if ctx.store.exists(SELECTION):
         metrics["selection"] = selection_summary(ctx.store.read_json(SELECTION))
-    ctx.store.write_json("metrics.json", metrics)
     ctx.store.write_table("recommendations.parquet", recommendations_frame(phase, lists[tail_weight]))
     from ray_longtail.report import write_report
 
     write_report(ctx, metrics, {"system_tw0": lists[0.0], "system": lists[tail_weight]})
+    ctx.store.write_json("metrics.json", metrics)  # last: its presence is what marks the run finished
     return {name: round(values["ndcg@10"], 4) for name, values in systems.items()}
 
 

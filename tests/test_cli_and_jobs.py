@@ -1,9 +1,14 @@
 """The real CLI and `ray job submit` on small slices of the bundled data, against the session's Ray head."""
 
 import json
+import os
+import signal
+import subprocess
+import time
 
+import pandas as pd
 import pytest
-from conftest import cli
+from conftest import CLI, cli
 
 from ray_longtail.artifacts import RunStore
 
@@ -37,6 +42,33 @@ def test_rerun_skips_finished_stages(cli_run, ray_head):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "stage embed     skipped" in second.stderr and "stage ingest    skipped" in second.stderr
     assert (run_dir / "item_embeddings.parquet").stat().st_mtime_ns == before
+
+
+KILLED_IN = ("embed", "retrieve", "features", "rank", "serving", "evaluate")
+
+
+def test_a_run_killed_in_any_stage_resumes_to_the_same_results(cli_run, ray_head, bundled_slice, tmp_path):
+    """`ray-longtail run` SIGKILLed a second into each stage in turn (the stage's work half done, its artifacts
+    maybe half written), rerun each time: it ends with the metrics and lists of the run that was never killed."""
+    args, _, reference = cli_run
+    args = [*args[:args.index("--artifacts") + 1], str(tmp_path), *args[args.index("--artifacts") + 2:]]
+    env = dict(os.environ, RAY_ADDRESS=ray_head.address)
+    for stage in KILLED_IN:
+        proc = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        for line in proc.stderr:
+            if f"stage {stage:<9} running" in line:
+                time.sleep(1.0)
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.communicate(timeout=600)
+        assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed in {stage}"
+    final = cli(args, ray_head)
+    assert final.returncode == 0, final.stderr[-3000:]
+    run_dir = tmp_path / reference.name
+    assert json.loads((run_dir / "metrics.json").read_text())["systems"] == \
+        json.loads((reference / "metrics.json").read_text())["systems"]
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "recommendations.parquet"),
+                                  pd.read_parquet(reference / "recommendations.parquet"))
 
 
 def test_user_errors_exit_nonzero_without_traceback(ray_head, tmp_path):

@@ -85,3 +85,39 @@ def test_hashing_encoder_is_unit_norm_and_lexical():
     np.testing.assert_allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
     assert np.allclose(vectors[3], 0.0)
+
+
+def test_embedding_survives_a_killed_actor(ray_head):
+    """The embedding actor's process is SIGKILLed mid-run (as an OOM kill would): Ray Data restarts the actor
+    (max_restarts -1) and retries its blocks, and the vectors equal those of an undisturbed run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from ray.util.state import list_actors
+
+    catalog = pd.read_parquet(bundled_paths()[0])
+    config = EmbedConfig(block_size=64, batch_size=32, num_actors=1, cpus_per_actor=1.0)
+    undisturbed = table_to_vectors(embed_items(catalog, config))[1]
+    killed: list[int] = []
+
+    def kill_once_busy() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                     if "EmbedBatch" in (a.class_name or "")]
+            if alive:
+                time.sleep(2.0)  # the model is loaded and blocks are flowing
+                os.kill(alive[0].pid, signal.SIGKILL)
+                killed.append(alive[0].pid)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_once_busy, daemon=True)
+    killer.start()
+    ids, vectors = table_to_vectors(embed_items(catalog, config))
+    killer.join()
+    assert killed, "the actor was never seen alive"
+    assert list(ids) == catalog[S.ITEM_ID].tolist()
+    np.testing.assert_allclose(vectors, undisturbed, atol=1e-5)
