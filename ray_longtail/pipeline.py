@@ -190,7 +190,7 @@ STAGES: list[Stage] = [
           uses_ray=True),
     Stage("rank", ("ranker/_SUCCESS", SELECTION), stages.stage_rank, needs=("features",), uses_ray=True),
     Stage("serving", (SERVING_LISTS,), stages.stage_serving, needs=("rank",), uses_ray=True),
-    Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md"), stages.stage_evaluate,
+    Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md", "report.html"), stages.stage_evaluate,
           needs=("features", "rank", "serving"), uses_ray=True),
 ]
 

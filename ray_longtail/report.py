@@ -1,5 +1,7 @@
-"""Report: `report.md` with the quality table, candidate recall, discovery summary and plots (PNG):
-the popularity curve with the head/tail cut, exposure by popularity decile per system, recall by segment."""
+"""Report: what a run's report says (`report_sections`): the quality tables, the tail_weight trade-off (table and
+plot), the final-stage choice, candidate recall, ranker feature importance, tail-heavy clusters, the popularity
+curve, exposure by popularity decile and recall by segment; rendered as `report.md` (+ plots/*.png) and as one
+self-contained `report.html` (`report_render.py`)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import pandas as pd
 
 from ray_longtail.data import schema as S
 from ray_longtail.discover import discovery_summary
-from ray_longtail.evaluate import baseline_lists, metrics_table, rec_matrix
+from ray_longtail.evaluate import baseline_lists, rec_matrix
 from ray_longtail.phase import Phase
+from ray_longtail.report_render import Section, render_html, render_markdown
 
 
 def _png(fig) -> bytes:
@@ -77,49 +80,115 @@ def bar_plot(frame: pd.DataFrame, title: str, ylabel: str) -> bytes:
     return data
 
 
-def selection_section(selection: dict | None) -> list[str]:
-    """report.md lines: every final-stage option's valid metrics at its tail_weight, and the choice."""
+def tradeoff_plot(tradeoff: dict[str, dict[str, float]], chosen: float, systems: dict[str, dict]) -> bytes:
+    """NDCG@10 against TailRecall@10 and against Coverage@10 along the tail_weight curve, baselines as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = sorted(tradeoff, key=float)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("tail_recall@10", "coverage@10"), strict=True):
+        xs, ys = [tradeoff[w][metric] for w in weights], [tradeoff[w]["ndcg@10"] for w in weights]
+        ax.plot(xs, ys, marker="o", label="system over tail_weight")
+        for w, x, y in zip(weights, xs, ys, strict=True):
+            ax.annotate(w, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                        fontweight="bold" if float(w) == chosen else "normal")
+        for name, values in systems.items():
+            if name[:1].isupper() and metric in values:
+                ax.scatter(values[metric], values["ndcg@10"], marker="x")
+                ax.annotate(name, (values[metric], values["ndcg@10"]), fontsize=7, xytext=(3, -9),
+                            textcoords="offset points")
+        ax.set(xlabel=metric, ylabel="ndcg@10", title=f"NDCG@10 vs {metric} (bold: chosen weight)")
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def importance_plot(importance: dict[str, float], top: int = 20) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(importance.items(), key=lambda kv: -kv[1])[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.22 * len(items) + 1))
+    ax.barh([k for k, _ in items], [v for _, v in items])
+    ax.set(xlabel="gain", title=f"Ranker feature importance (top {len(items)} by gain)")
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def systems_table(systems: dict[str, dict[str, float]], k: int) -> pd.DataFrame:
+    frame = pd.DataFrame(systems).T
+    frame = frame[[c for c in frame.columns if c.endswith(f"@{k}")]]
+    frame.index.name = "system"
+    return frame
+
+
+def selection_section(selection: dict | None) -> list[Section]:
+    """Every final-stage option's valid metrics at its tail_weight, and the choice."""
     if not selection:
         return []
-    rows = [f"| {name} | {o['tail_weight']} | {o['ndcg@10']:.4f} | {o['tail_recall@10']:.4f} | "
-            f"{'yes' if o['meets_floor'] else 'no'} |" for name, o in selection["options"].items()]
-    return ["## Final stage: chosen on the valid window (held-out fit-phase users)", "",
-            f"Chosen: **{selection['scorer']}** at tail_weight {selection['tail_weight']} — {selection['reason']}. "
-            f"Tail floor (2× ItemKNN) {selection['floor_tail_recall@10']:.4f}; {selection['holdout_users']} users.",
-            "", "| option | tail_weight | NDCG@10 | TailRecall@10 | meets floor |", "|---|---|---|---|---|", *rows, ""]
+    options = pd.DataFrame(selection["options"]).T[["tail_weight", "ndcg@10", "tail_recall@10", "meets_floor"]]
+    options["meets_floor"] = options["meets_floor"].map({True: "yes", False: "no"})
+    options.index.name = "option"
+    return [Section("Final stage: chosen on the valid window (held-out fit-phase users)",
+                    f"Chosen: {selection['scorer']} at tail_weight {selection['tail_weight']}: {selection['reason']}. "
+                    f"Tail floor (2x ItemKNN) {selection['floor_tail_recall@10']:.4f}; "
+                    f"{selection['holdout_users']} users.", [options], highlight=(selection["scorer"],))]
 
 
-def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFrame],
-                 extra_sections: list[str] | None = None) -> None:
-    """Write report.md and its plots into the run folder."""
-    phase = ctx.phase("eval")
-    candidates = ctx.candidates("eval")
-    k = 10
-    lists = baseline_lists(candidates, ctx.config.eval.baselines) | system_lists
+def report_sections(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFrame]) -> list[Section]:
+    """What the report says, in order (rendered as report.md and report.html)."""
+    phase, k = ctx.phase("eval"), 10
+    lists = baseline_lists(ctx.candidates("eval"), ctx.config.eval.baselines) | system_lists
     exposure, segment_recall = exposure_and_segment_recall(phase, lists, k)
-    ctx.store.write_bytes("plots/popularity_curve.png", popularity_plot(phase))
-    ctx.store.write_bytes("plots/exposure_by_decile.png",
-                          bar_plot(exposure, f"Share of top-{k} slots by popularity decile (1 = most popular)",
-                                   "share of slots"))
-    ctx.store.write_bytes("plots/recall_by_segment.png",
-                          bar_plot(segment_recall, f"Recall@{k} by item segment (micro over test pairs)", "recall"))
-    info = metrics["info"]
-    recall_rows = [f"| {src} | {v['recall']:.4f} | {v['tail_recall']:.4f} | {v['candidates_per_user']:.1f} |"
-                   for src, v in metrics["candidate_recall"].items()]
+    info, selection = metrics["info"], metrics.get("selection") or {}
+    chosen = float(info.get("tail_weight", selection.get("tail_weight", 0.0)))
+    tradeoff = pd.DataFrame(metrics["tradeoff"]).T
+    tradeoff.index.name = "tail_weight"
+    recall = pd.DataFrame(metrics["candidate_recall"]).T
+    recall.index.name = "source"
     sections = [
-        f"# ray_longtail report: run `{ctx.store.run_id}`", "",
-        f"Catalog {info['catalog']} items (head {info['head']}, tail {info['tail']}, cold {info['cold']}); "
-        f"{info['eval_users']} evaluated users in the test window; final list: {info['final_list']}.", "",
-        "## Quality (test window)", "", "```", metrics_table(metrics["systems"], 10), "",
-        metrics_table(metrics["systems"], 20), "```", "",
-        *selection_section(metrics.get("selection")),
-        "## Candidate recall (share of test items present in the candidates)", "",
-        "| source | recall | tail recall | candidates/user |", "|---|---|---|---|", *recall_rows, "",
-        "## Long-tail discovery: largest tail-heavy clusters", "", "```",
-        discovery_summary(ctx.table("clusters.parquet")), "```", "",
-        "## Plots", "", "![popularity](plots/popularity_curve.png)", "",
-        "![exposure](plots/exposure_by_decile.png)", "", "![recall by segment](plots/recall_by_segment.png)", "",
-        "Recall@10 by segment:", "", "```", segment_recall.round(4).to_string(), "```", "",
-        *(extra_sections or []),
+        Section("Summary", f"Catalog {info['catalog']} items (head {info['head']}, tail {info['tail']}, cold "
+                           f"{info['cold']}); {info['eval_users']} evaluated users in the test window; final list: "
+                           f"{info['final_list']}."),
+        Section("Quality (test window)", "", [systems_table(metrics["systems"], 10),
+                                              systems_table(metrics["systems"], 20)],
+                highlight=("system", "system_tw0")),
+        Section("Trade-off over tail_weight (test window)", "The final system at every evaluated tail_weight; "
+                "baselines as points.", [tradeoff], highlight=(str(chosen),),
+                plots=[("plots/tradeoff.png", tradeoff_plot(metrics["tradeoff"], chosen, metrics["systems"]))]),
+        *selection_section(selection),
+        Section("Candidate recall (share of test items present in the candidates)", "", [recall]),
     ]
-    ctx.store.write_text("report.md", "\n".join(sections))
+    if ctx.store.exists("ranker/importance.json"):
+        importance = ctx.store.read_json("ranker/importance.json")
+        sections.append(Section("Ranker feature importance", "Total gain per feature in the XGBoost ranker.",
+                                plots=[("plots/feature_importance.png", importance_plot(importance))]))
+    sections += [
+        Section("Long-tail discovery: largest tail-heavy clusters",
+                pre=discovery_summary(ctx.table("clusters.parquet"))),
+        Section("Popularity and exposure", plots=[
+            ("plots/popularity_curve.png", popularity_plot(phase)),
+            ("plots/exposure_by_decile.png", bar_plot(exposure, f"Share of top-{k} slots by popularity decile "
+                                                                 "(1 = most popular)", "share of slots"))]),
+        Section(f"Recall@{k} by item segment (micro over test pairs)", "", [segment_recall],
+                plots=[("plots/recall_by_segment.png", bar_plot(segment_recall, f"Recall@{k} by item segment",
+                                                                "recall"))]),
+    ]
+    return sections
+
+
+def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFrame]) -> None:
+    """Write the plots, report.md and the self-contained report.html into the run folder."""
+    sections = report_sections(ctx, metrics, system_lists)
+    for section in sections:
+        for path, png in section.plots:
+            ctx.store.write_bytes(path, png)
+    title = f"ray_longtail report: run {ctx.store.run_id}"
+    ctx.store.write_text("report.md", render_markdown(title, sections))
+    ctx.store.write_text("report.html", render_html(title, sections))

@@ -15,7 +15,8 @@ from ray_longtail.artifacts import RunStore
 RUN_ARTIFACTS = ["manifest.json", "ingest_report.json", "catalog.parquet", "interactions.parquet",
                  "split/train.parquet", "split/valid.parquet", "split/test.parquet", "item_embeddings.parquet",
                  "item_segments.parquet", "clusters.parquet", "user_profiles.parquet", "candidates.parquet",
-                 "recommendations.parquet", "metrics.json", "report.md"]
+                 "recommendations.parquet", "metrics.json", "report.md", "report.html",
+                 "plots/tradeoff.png", "plots/popularity_curve.png"]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,18 @@ def test_run_writes_every_artifact_and_prints_the_run_dir_last(cli_run):
     assert manifest["inputs"]["items"]["bytes"] > 0 and manifest["versions"]["ray"]
     assert set(manifest["stages"]) >= {"ingest", "split", "embed", "discover", "retrieve", "evaluate"}
     assert not list(run_dir.rglob("*.tmp-*"))
+
+
+def test_report_html_is_one_self_contained_file_with_the_run_numbers(cli_run):
+    _, _, run_dir = cli_run
+    page = (run_dir / "report.html").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for title in ("Quality (test window)", "Trade-off over tail_weight", "Final stage", "Candidate recall",
+                  "tail-heavy clusters", "Popularity and exposure", "by item segment"):
+        assert title in page, title
+    assert page.count('src="data:image/png;base64,') >= 5 and 'src="http' not in page and "<script" not in page
+    assert f"{metrics['systems']['system']['ndcg@10']:.4f}" in page
+    assert f"{metrics['systems']['EASE']['tail_recall@10']:.4f}" in page
 
 
 def test_rerun_skips_finished_stages(cli_run, ray_head):
