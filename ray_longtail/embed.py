@@ -18,6 +18,7 @@ import pyarrow as pa
 from ray_longtail.config import EmbedConfig
 from ray_longtail.data import schema as S
 from ray_longtail.errors import UserError
+from ray_longtail.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,11 @@ def embed_items(catalog: pd.DataFrame, config: EmbedConfig) -> pa.Table:
         compute=ray.data.ActorPoolStrategy(size=actors), **resources,
     )
     rows, vectors = [], []
+    progress = Progress("embed", len(frame), "items")
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
         rows.append(batch["row"])
         vectors.append(np.asarray(batch[S.VECTOR], dtype=np.float32))
+        progress.advance(len(batch["row"]))
     rows_all = np.concatenate(rows)
     matrix = np.empty((len(frame), np.concatenate(vectors[:1]).shape[1]), dtype=np.float32)
     matrix[rows_all] = np.concatenate(vectors)

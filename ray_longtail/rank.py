@@ -10,6 +10,7 @@ group (FailureConfig) resume from the last booster. Batch scoring runs as Ray Da
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ import xgboost
 
 from ray_longtail.config import RankConfig
 from ray_longtail.data import schema as S
+from ray_longtail.progress import log as progress_log
+from ray_longtail.progress import progress_line
 
 MODEL_FILE = "model.ubj"
 
@@ -103,6 +106,31 @@ class PeriodicCheckpoint(xgboost.callback.TrainingCallback):
         return False
 
 
+class RoundProgress(xgboost.callback.TrainingCallback):
+    """XGBoost callback: rank 0 prints a progress line (rounds, rate, ETA, valid NDCG@10) at most every `every_s`
+    seconds; Ray sends it to the driver's log (the driver adds it only when INFO is shown, i.e. not with -q)."""
+
+    def __init__(self, total_rounds: int, every_s: float = 10.0):
+        super().__init__()
+        self.total, self.every_s = total_rounds, every_s
+        self.start = self.last = 0.0
+
+    def before_training(self, model):
+        self.start, self.last = time.perf_counter(), float("-inf")
+        return model
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        import ray.train
+
+        now = time.perf_counter()
+        if ray.train.get_context().get_world_rank() == 0 and now - self.last >= self.every_s:
+            self.last = now
+            score = evals_log.get("valid", {}).get("ndcg@10", [float("nan")])[-1]
+            print(f"{progress_line('ranker', epoch + 1, self.total, 'rounds', now - self.start)} "
+                  f"(early stopping may end it sooner), valid ndcg@10 {score:.4f}", flush=True)
+        return False
+
+
 def query_frames(train: pd.DataFrame, valid: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, ...]:
     """The columns the ranker reads, typed as both training paths expect them."""
     columns = [S.QID, S.LABEL, *features]
@@ -127,6 +155,8 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
                                                               seed=seed),
                    "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
                    "checkpoint_every": 25, "callbacks": list(callbacks or [])}
+    if progress_log.isEnabledFor(logging.INFO):
+        loop_config["callbacks"].append(RoundProgress(config.num_boost_round))
     trainer = XGBoostTrainer(
         train_fn_per_worker, train_loop_config=loop_config,
         datasets={"train": ray.data.from_pandas(train), "valid": ray.data.from_pandas(valid)},

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from ray_longtail.config import RayConfig
 from ray_longtail.embed import OFFLINE_ENV
+from ray_longtail.progress import ray_data_bars
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False,
                  object_store_memory=(config.object_store_memory_mb or 0) * 1024**2 or None,
                  runtime_env={"env_vars": dict(RAY_ENV)}, **kwargs)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = ray_data_bars()
     log.info("ray: %s", ray.cluster_resources())
     try:
         yield

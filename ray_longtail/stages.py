@@ -31,6 +31,7 @@ from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, reco
 from ray_longtail.features import attach_labels, features_on_ray
 from ray_longtail.precompute import ranked_table, serving_users
 from ray_longtail.profile import profiles_table
+from ray_longtail.progress import Progress
 from ray_longtail.rank import MODEL_FILE, save_ranker, score_on_ray, train_ranker
 from ray_longtail.retrieve import candidate_union, candidates_on_ray
 from ray_longtail.sources.registry import fit_sources, make_sources
@@ -257,7 +258,7 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
     scorer_name, _ = final_choice(ctx)
     scorer, builder = ctx.scorer(scorer_name), ctx.builder("eval")
     sources = ctx.store.read_pickle(SOURCES_ARTIFACT)
-    tables = []
+    tables, progress = [], Progress("serving", len(users), "users", every_s=0.0)
     for start in range(0, len(users), config.serve.precompute_chunk_users):
         chunk = users[start: start + config.serve.precompute_chunk_users]
         on_ray = config.retrieve.use_ray and len(chunk) >= config.serve.precompute_ray_users
@@ -265,6 +266,7 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
         features = features_on_ray(builder, wide) if on_ray else builder.transform(wide)
         ranked = ranked_candidates(ctx, "eval", features, scorer)
         tables.append(ranked_table(ranked, chunk, phase.history, config.retrieve.sources, config.eval.exclude_seen))
+        progress.advance(len(chunk))
     if not tables:  # serve.precompute_users = 0: an empty table (every request is computed on demand)
         depth = config.rerank.depth
         none = scoring.RankedCandidates(users=np.zeros(0, np.int64), items=np.zeros((0, depth), np.int64),

@@ -23,6 +23,8 @@ from ray_longtail import scoring
 from ray_longtail.config import Config, replace
 from ray_longtail.features import attach_labels
 from ray_longtail.phase import Phase
+from ray_longtail.progress import log as progress_log
+from ray_longtail.progress import progress_line
 
 TRIAL_METRICS = ("objective", "ndcg@10", "tail_recall@10", "coverage@10", "rounds")
 
@@ -130,6 +132,31 @@ def trainable(params: dict[str, Any], data: TrialData | None = None) -> None:
     tune.report(evaluate_trial(params, data))
 
 
+def trial_progress(num_samples: int):
+    """A Tune callback that logs a progress line (trials done, rate, ETA, best objective) after every trial."""
+    from ray.tune import Callback
+
+    class TrialProgress(Callback):
+        def __init__(self):
+            self.done, self.best, self.start = 0, float("-inf"), time.perf_counter()
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trial, "done")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trial, "failed")
+
+        def _line(self, trial, how: str) -> None:
+            self.done += 1
+            objective = (trial.last_result or {}).get("objective")
+            if objective is not None:
+                self.best = max(self.best, float(objective))
+            line = progress_line("tune", self.done, num_samples, "trials", time.perf_counter() - self.start)
+            progress_log.info(f"{line}; trial {trial.trial_id} {how}, objective {objective}, best {self.best:.4f}")
+
+    return TrialProgress()
+
+
 def search(data: TrialData, num_samples: int):
     """Run the Optuna search on Ray Tune (Ray must be initialised); returns Tune's ResultGrid."""
     from ray import tune
@@ -143,6 +170,7 @@ def search(data: TrialData, num_samples: int):
                                     max_concurrent_trials=config.tune.max_concurrent,
                                     search_alg=OptunaSearch(seed=config.tune.seed)),
         run_config=tune.RunConfig(name=f"tune_{int(time.time() * 1000)}", verbose=0,
+                                  callbacks=[trial_progress(num_samples)],
                                   storage_path=tempfile.mkdtemp(prefix="ray_longtail_tune_")),
     )
     return tuner.fit()

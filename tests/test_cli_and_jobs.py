@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -46,6 +47,17 @@ def test_report_html_is_one_self_contained_file_with_the_run_numbers(cli_run):
     assert page.count('src="data:image/png;base64,') >= 5 and 'src="http' not in page and "<script" not in page
     assert f"{metrics['systems']['system']['ndcg@10']:.4f}" in page
     assert f"{metrics['systems']['EASE']['tail_recall@10']:.4f}" in page
+
+
+def test_long_stages_log_progress_lines_not_bars(cli_run):
+    """Embedding, ranker rounds and the serving lists log done/total, rate and ETA; the CLI's log holds no Ray Data
+    progress bar (stderr is not a terminal there)."""
+    _, first, _ = cli_run
+    log = first.stderr
+    assert re.search(r"embed: \d+/\d+ items \(\d+ %\), [\d.]+ items/s", log), log[-3000:]
+    assert re.search(r"ranker: \d+/\d+ rounds .*valid ndcg@10", log), log[-3000:]
+    assert re.search(r"serving: \d+/\d+ users \(100 %\)", log)
+    assert "Running Dataset" not in log and "\r" not in log
 
 
 def test_rerun_skips_finished_stages(cli_run, ray_head):
