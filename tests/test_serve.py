@@ -155,7 +155,7 @@ def test_serve_settings_come_from_serve_config_yaml(tmp_path):
 
 
 def test_only_loopback_addresses_count_as_local():
-    from ray_longtail.serve.app import is_loopback
+    from ray_longtail.serve.http import is_loopback
 
     assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.20", "shop.example.com", ""]))
@@ -336,6 +336,83 @@ def test_the_openapi_document_holds_under_schemathesis(served, tmp_path):
     report = re.sub(r"(.{1,12}?)\1{8,}", r"\1<...repeated>", done.stdout + done.stderr)  # fuzzed bodies are long
     (tmp_path / "schemathesis.txt").write_text(done.stdout + done.stderr)
     assert done.returncode == 0 and "No issues found" in done.stdout, report[-12000:]
+
+
+def test_browse_endpoints(served):
+    client = served.client
+    users = client.get("/users", params={"limit": 5}).json()["users"]
+    assert len(users) == 5 and users[0]["interactions"] >= users[-1]["interactions"]
+    history = client.get(f"/users/{users[0]['user_id']}", params={"limit": 100}).json()
+    train = pd.concat([pd.read_parquet(served.run_dir / "split" / f"{p}.parquet") for p in ("train", "valid")])
+    mine = train[train["user_id"] == users[0]["user_id"]]
+    assert history["interactions"] == mine["item_id"].nunique() == users[0]["interactions"]
+    assert {i["item_id"] for i in history["items"]} <= set(mine["item_id"])
+    assert history["items"][0]["item_id"] == mine.sort_values("timestamp")["item_id"].iloc[-1]
+    assert client.get("/users/nobody-like-this").status_code == 404
+    clusters = client.get("/clusters", params={"limit": 3}).json()["clusters"]
+    assert len(clusters) == 3 and clusters[0]["tail_share"] >= clusters[-1]["tail_share"]
+    assert all(i["segment"] != "head" for c in clusters for i in c["items"])
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
+
+
+def test_ui_page_in_a_real_browser(served, tmp_path):
+    """Headless Chromium (Debian's package) loads /ui, picks a user, moves the tail_weight slider, searches with
+    "tail only" and clicks an item; the page shows exactly what the JSON endpoints answer. Screenshots are saved
+    in this test's tmp dir."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the browser test needs Debian's chromium package (make test installs it)"
+    user = str(pd.read_parquet(served.run_dir / "recommendations.parquet")["user_id"].iloc[0])
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors, urls = [], []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: urls.append(request.url))
+        page.goto(f"{served.url}/ui")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        assert page.locator("#clusters .cluster").count() >= 3
+
+        def ids(selector: str) -> list[str]:
+            return page.eval_on_selector_all(selector, "els => els.map(e => e.dataset.itemId)")
+
+        page.fill("#user", user)
+        page.click("#show")
+        page.wait_for_selector("#recs li.item")
+        page.wait_for_selector("#history li.item")
+        weight = float(page.input_value("#tail-weight"))
+        api = served.client.post("/recommend", json={"user_id": user, "k": 10, "tail_weight": weight})
+        assert ids("#recs li.item") == items_of(api)
+        assert ids("#history li.item") == [i["item_id"] for i in served.client.get(
+            f"/users/{user}", params={"limit": 20}).json()["items"]]
+        page.screenshot(path=str(tmp_path / "ui-user.png"), full_page=True)
+
+        page.focus("#tail-weight")
+        page.keyboard.press("End")  # the slider to 1.0: the page re-asks /recommend
+        page.wait_for_function("document.getElementById('recs').dataset.tailWeight === '1'")
+        assert page.inner_text("#tail-weight-value") == "1.00"
+        tail_api = served.client.post("/recommend", json={"user_id": user, "k": 10, "tail_weight": 1.0})
+        assert ids("#recs li.item") == items_of(tail_api)
+
+        page.fill("#query", "christmas decoration")
+        page.check("#tail-only")
+        page.click("#search")
+        page.wait_for_selector("#search-results li.item")
+        badges = page.eval_on_selector_all("#search-results .badge", "els => els.map(e => e.textContent)")
+        assert badges and "head" not in badges
+        first = ids("#recs li.item")[0]
+        page.click("#recs li.item >> nth=0")
+        page.wait_for_selector("#similar li.item")
+        expected = served.client.post("/similar", json={"item_id": first, "k": 8})
+        assert ids("#similar li.item") == items_of(expected)
+        page.screenshot(path=str(tmp_path / "ui-search.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert all(url.startswith(served.url) for url in urls), [u for u in urls if not u.startswith(served.url)]
+    assert (tmp_path / "ui-user.png").stat().st_size > 10_000
 
 
 def test_killed_recommender_replica_is_replaced(served):

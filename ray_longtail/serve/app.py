@@ -11,10 +11,6 @@ calls the Encoder; /search, /similar with text, and /items do.
 """
 
 import asyncio
-import hashlib
-import hmac
-import ipaddress
-import json
 import logging
 import os
 import signal
@@ -24,24 +20,40 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from ray_longtail import __version__
 from ray_longtail.artifacts import open_run_store, resolve_run
 from ray_longtail.errors import UserError
+from ray_longtail.serve import browse
+from ray_longtail.serve.http import (
+    WRITE_ERRORS,
+    Answer,
+    BodyLimit,
+    ServerTiming,
+    bearer,
+    check_token,
+    is_loopback,
+    token_digest,
+    validation_message,
+)
 from ray_longtail.serve.schemas import (
+    ID_CHARS,
     MAX_BODY_BYTES,
     MAX_ITEMS_PER_REQUEST,
-    NON_BLANK,
+    MAX_K,
     AddItemsRequest,
     AddItemsResponse,
+    ClustersResponse,
     ErrorResponse,
     Health,
+    HistoryResponse,
     ItemsResponse,
     Metadata,
     RecommendRequest,
@@ -49,13 +61,14 @@ from ray_longtail.serve.schemas import (
     SearchRequest,
     SimilarRequest,
     SimilarToItem,
-    SimilarToText,
+    UsersResponse,
 )
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
-UNION_MODELS = {SimilarToItem.__name__, SimilarToText.__name__}  # request bodies that are one of several models
+UI_PAGE = Path(__file__).with_name("static") / "ui.html"
+MAX_CLUSTERS = 32  # /clusters lists at most this many
 BUILD_ARGS = {"run", "set", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 
 
@@ -70,116 +83,6 @@ def run_config(run: str, overrides: list[str] | None = None):
     return serving_config(store, overrides)
 
 
-# ------------------------------------------------------------------------------------------------ write protection
-def token_digest(env_name: str | None) -> str | None:
-    """sha256 hex of the bearer token in the environment variable `env_name` (`serve.api_token_env`), or None when
-    it is not named or not set: then write endpoints are open. Only the digest travels to the replicas."""
-    token = os.environ.get(env_name) if env_name else None
-    return hashlib.sha256(token.encode()).hexdigest() if token else None
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>` for write endpoints, required "
-                                                  "when the run's `serve.api_token_env` names a set variable")
-WRITE_ERRORS = {401: {"model": ErrorResponse, "description": "no bearer token (the app has one configured)"},
-                403: {"model": ErrorResponse, "description": "wrong bearer token"}}
-
-
-def check_token(credentials: HTTPAuthorizationCredentials | None, digest: str | None) -> None:
-    """401 without a bearer token, 403 with a wrong one; nothing when the app has no token (`digest` None)."""
-    if digest is None:
-        return
-    if credentials is None:
-        raise HTTPException(401, "this endpoint needs `Authorization: Bearer <token>` (serve.api_token_env)",
-                            headers={"WWW-Authenticate": "Bearer"})
-    presented = hashlib.sha256(credentials.credentials.encode()).hexdigest()
-    if not hmac.compare_digest(presented, digest):
-        raise HTTPException(403, "wrong bearer token")
-
-
-# ------------------------------------------------------------------------------------------------ HTTP layer
-class BodyLimit:
-    """ASGI middleware: request bodies over `max_bytes` get 413 before any parsing (Content-Length or streamed)."""
-
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_bytes:
-            await self._too_large(scope, receive, send)
-            return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
-        await response(scope, receive, send)
-
-
-class ServerTiming:
-    """ASGI middleware: `Server-Timing: app;dur=<ms>` on every response = time in this replica's app until the
-    response head (the rest of a client's latency is the proxy, routing and the network)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-
-        async def timed_send(message):
-            if message["type"] == "http.response.start":
-                timing = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}".encode()
-                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", timing)]}
-            await send(message)
-
-        await self.app(scope, receive, timed_send)
-
-
-class Answer(Response):
-    """A JSON answer already shaped like its endpoint's `response_model` (still declared, for OpenAPI): FastAPI's
-    validate-and-serialise path costs ~160 us for a 20-item answer, `json.dumps` ~46 us (bench/RESULTS.md)."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
-
-
 api = FastAPI(title="ray_longtail", version=__version__,
               description="Long-tail aware recommendations, similar items and semantic search over one "
                           "ray_longtail run (Ray Serve). Bad requests get 4xx with a message.",
@@ -190,22 +93,6 @@ api = FastAPI(title="ray_longtail", version=__version__,
 ENCODER_DOWN = {503: {"model": ErrorResponse, "description": "the Encoder is unavailable: retry"}}
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 api.add_middleware(ServerTiming)  # added last = outermost: 413s are timed too
-
-
-def validation_message(errors: list[dict[str, Any]]) -> str:
-    """One line naming each wrong field. A body that may be one of several models (`SimilarRequest`) fails once per
-    model: only the model it came closest to (fewest errors) is reported, when there is one."""
-    per_branch: dict[str, list] = {}
-    for e in errors:
-        loc = [p for p in e.get("loc", ()) if p != "body"]
-        branch = loc.pop(0) if loc and loc[0] in UNION_MODELS else ""
-        text = "must contain a non-space character" if e.get("ctx", {}).get("pattern") == NON_BLANK else \
-            e.get("msg", "invalid")
-        per_branch.setdefault(branch, []).append(f"{'.'.join(map(str, loc))}: {text}" if loc else str(text))
-    sizes = sorted(len(v) for v in per_branch.values())
-    if len(per_branch) > 1 and sizes[0] < sizes[1]:
-        return "; ".join(min(per_branch.values(), key=len))
-    return "; ".join(f"{branch}: {m}" if branch else m for branch, ms in per_branch.items() for m in ms)
 
 
 @api.exception_handler(RequestValidationError)
@@ -265,6 +152,8 @@ class RecommenderServer:
         self.rec = Recommender(run, overrides)
         self.encoder = encoder
         self.write_token_digest = write_token_digest or token_digest(self.rec.config.serve.api_token_env)
+        self.page = UI_PAGE.read_text(encoding="utf-8")
+        self.clusters = browse.tail_clusters(self.rec, limit=MAX_CLUSTERS)
         self.added_files = self.rec.added_log.listing()
         self.added_checked = time.monotonic()
 
@@ -343,6 +232,28 @@ class RecommenderServer:
         if len(listing - before) == 1 and before <= listing:  # only our own file is new: nothing to reload
             self.added_files = listing
         return answer
+
+    @api.get("/ui", response_class=HTMLResponse, summary="the browser page: users, recommendations, search, clusters")
+    async def ui(self) -> HTMLResponse:
+        return HTMLResponse(self.page)
+
+    @api.get("/users", response_model=UsersResponse, summary="the most active history users (to pick one)")
+    async def users(self, limit: Annotated[int, Query(ge=1, le=MAX_K)] = 30) -> Answer:
+        return Answer({"users": browse.example_users(self.rec, limit)})
+
+    @api.get("/users/{user_id}", response_model=HistoryResponse, summary="a known user's history, most recent first",
+             responses={404: {"model": ErrorResponse, "description": "unknown user_id"}})
+    async def history(self, user_id: Annotated[str, PathParam(min_length=1, max_length=ID_CHARS)],
+                      limit: Annotated[int, Query(ge=1, le=MAX_K)] = 50) -> Answer:
+        answer = browse.user_history(self.rec, user_id, limit)
+        if answer is None:
+            raise HTTPException(404, f"unknown user_id {user_id!r}")
+        return Answer(answer)
+
+    @api.get("/clusters", response_model=ClustersResponse,
+             summary="the tail-heavy embedding clusters (largest tail share first) with example items")
+    async def tail_clusters(self, limit: Annotated[int, Query(ge=1, le=MAX_CLUSTERS)] = MAX_CLUSTERS) -> Answer:
+        return Answer({"clusters": self.clusters[:limit]})
 
     @api.get("/healthz", response_model=Health, summary="liveness")
     async def healthz(self) -> dict[str, Any]:

@@ -126,6 +126,33 @@ class AddItemsResponse(BaseModel):
     total_added: int = Field(description="items added to this run at serving time so far")
 
 
+class UserSummary(BaseModel):
+    user_id: str
+    interactions: int = Field(description="distinct items in the user's history")
+
+
+class UsersResponse(BaseModel):
+    users: list[UserSummary]
+
+
+class HistoryResponse(BaseModel):
+    user_id: str
+    interactions: int
+    items: list[Item] = Field(description="most recent first; score = interactions with the item")
+
+
+class Cluster(BaseModel):
+    cluster: int
+    label: str = Field(description="the terms that set the cluster apart")
+    size: int
+    tail_share: float
+    items: list[Item] = Field(description="its most popular non-head items")
+
+
+class ClustersResponse(BaseModel):
+    clusters: list[Cluster]
+
+
 class Health(BaseModel):
     status: str
     run_id: str

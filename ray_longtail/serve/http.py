@@ -1,0 +1,143 @@
+"""The HTTP layer of the Serve app, apart from the endpoints: body-size limit and Server-Timing middlewares, the
+pre-shaped JSON answer, bearer-token write protection, and one-line messages for validation errors."""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import time
+from typing import Any
+
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ray_longtail.serve.schemas import MAX_BODY_BYTES, NON_BLANK, ErrorResponse, SimilarToItem, SimilarToText
+
+UNION_MODELS = {SimilarToItem.__name__, SimilarToText.__name__}  # request bodies that are one of several models
+
+
+# ------------------------------------------------------------------------------------------------ write protection
+def token_digest(env_name: str | None) -> str | None:
+    """sha256 hex of the bearer token in the environment variable `env_name` (`serve.api_token_env`), or None when
+    it is not named or not set: then write endpoints are open. Only the digest travels to the replicas."""
+    token = os.environ.get(env_name) if env_name else None
+    return hashlib.sha256(token.encode()).hexdigest() if token else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>` for write endpoints, required "
+                                                  "when the run's `serve.api_token_env` names a set variable")
+WRITE_ERRORS = {401: {"model": ErrorResponse, "description": "no bearer token (the app has one configured)"},
+                403: {"model": ErrorResponse, "description": "wrong bearer token"}}
+
+
+def check_token(credentials: HTTPAuthorizationCredentials | None, digest: str | None) -> None:
+    """401 without a bearer token, 403 with a wrong one; nothing when the app has no token (`digest` None)."""
+    if digest is None:
+        return
+    if credentials is None:
+        raise HTTPException(401, "this endpoint needs `Authorization: Bearer <token>` (serve.api_token_env)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    presented = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    if not hmac.compare_digest(presented, digest):
+        raise HTTPException(403, "wrong bearer token")
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over `max_bytes` get 413 before any parsing (Content-Length or streamed)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
+class ServerTiming:
+    """ASGI middleware: `Server-Timing: app;dur=<ms>` on every response = time in this replica's app until the
+    response head (the rest of a client's latency is the proxy, routing and the network)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                timing = f"app;dur={(time.perf_counter() - start) * 1e3:.2f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", timing)]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+class Answer(Response):
+    """A JSON answer already shaped like its endpoint's `response_model` (still declared, for OpenAPI): FastAPI's
+    validate-and-serialise path costs ~160 us for a 20-item answer, `json.dumps` ~46 us (bench/RESULTS.md)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One line naming each wrong field. A body that may be one of several models (`SimilarRequest`) fails once per
+    model: only the model it came closest to (fewest errors) is reported, when there is one."""
+    per_branch: dict[str, list] = {}
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        branch = loc.pop(0) if loc and loc[0] in UNION_MODELS else ""
+        text = "must contain a non-space character" if e.get("ctx", {}).get("pattern") == NON_BLANK else \
+            e.get("msg", "invalid")
+        per_branch.setdefault(branch, []).append(f"{'.'.join(map(str, loc))}: {text}" if loc else str(text))
+    sizes = sorted(len(v) for v in per_branch.values())
+    if len(per_branch) > 1 and sizes[0] < sizes[1]:
+        return "; ".join(min(per_branch.values(), key=len))
+    return "; ".join(f"{branch}: {m}" if branch else m for branch, ms in per_branch.items() for m in ms)
