@@ -347,7 +347,9 @@ def test_browse_endpoints(served):
     mine = train[train["user_id"] == users[0]["user_id"]]
     assert history["interactions"] == mine["item_id"].nunique() == users[0]["interactions"]
     assert {i["item_id"] for i in history["items"]} <= set(mine["item_id"])
-    assert history["items"][0]["item_id"] == mine.sort_values("timestamp")["item_id"].iloc[-1]
+    last = mine.groupby("item_id")["timestamp"].max()
+    shown = [last[i["item_id"]] for i in history["items"]]
+    assert shown == sorted(shown, reverse=True) and shown[0] == last.max()  # most recent first
     assert client.get("/users/nobody-like-this").status_code == 404
     clusters = client.get("/clusters", params={"limit": 3}).json()["clusters"]
     assert len(clusters) == 3 and clusters[0]["tail_share"] >= clusters[-1]["tail_share"]
@@ -409,6 +411,7 @@ def test_ui_page_in_a_real_browser(served, tmp_path):
         expected = served.client.post("/similar", json={"item_id": first, "k": 8})
         assert ids("#similar li.item") == items_of(expected)
         page.screenshot(path=str(tmp_path / "ui-search.png"), full_page=True)
+        page.screenshot(path=str(tmp_path / "ui.png"))  # the viewport: the README's screenshot
         browser.close()
     assert not errors, errors
     assert all(url.startswith(served.url) for url in urls), [u for u in urls if not u.startswith(served.url)]

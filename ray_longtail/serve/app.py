@@ -233,7 +233,7 @@ class RecommenderServer:
             self.added_files = listing
         return answer
 
-    @api.get("/ui", response_class=HTMLResponse, summary="the browser page: users, recommendations, search, clusters")
+    @api.get("/ui", response_class=HTMLResponse, include_in_schema=False)  # a page for people, not an API operation
     async def ui(self) -> HTMLResponse:
         return HTMLResponse(self.page)
 
