@@ -338,6 +338,33 @@ def test_the_openapi_document_holds_under_schemathesis(served, tmp_path):
     assert done.returncode == 0 and "No issues found" in done.stdout, report[-12000:]
 
 
+def test_events_are_written_before_they_are_acknowledged(served):
+    from ray_longtail.artifacts import open_run_store
+    from ray_longtail.serve.events import EventLog
+
+    log = EventLog(open_run_store(str(served.run_dir)))
+    before = len(log.read())
+    answer = served.client.post("/recommend", json={"user_id": "nobody-like-this", "k": 3}).json()
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"])
+    shown = [{"user_id": "u-events", "item_id": item["item_id"], "event": "impression", "position": rank,
+              "request_id": answer["request_id"], "variant": "A"} for rank, item in enumerate(answer["items"])]
+    clicked = {"user_id": "u-events", "item_id": answer["items"][1]["item_id"], "event": "click", "ts": 1_700_000_000,
+               "request_id": answer["request_id"], "variant": "A", "position": 1}
+    response = served.client.post("/events", json={"events": [*shown, clicked]}, headers=AUTH)
+    assert response.status_code == 200 and response.json()["accepted"] == 4, response.text
+    logged = log.read().iloc[before:]
+    assert logged["event"].tolist() == ["impression"] * 3 + ["click"]
+    assert logged["position"].tolist() == [0, 1, 2, 1] and set(logged["request_id"]) == {answer["request_id"]}
+    assert logged["timestamp"].iloc[-1] == 1_700_000_000 and logged["timestamp"].iloc[0] >= logged["received"].min()
+    for bad, status in [({"events": [{**clicked, "event": "like"}]}, 422), ({"events": []}, 422),
+                        ({"events": [{**clicked, "position": -1}]}, 422), ({"events": [clicked]}, 401)]:
+        headers = AUTH if status != 401 else {}
+        assert served.client.post("/events", json=bad, headers=headers).status_code == status
+    assert len(log.read()) == before + 4  # nothing of the refused requests was written
+    assert served.client.post("/recommend", json={"user_id": "nobody-like-this", "k": 3}).json()["request_id"] != \
+        answer["request_id"]
+
+
 def test_browse_endpoints(served):
     client = served.client
     users = client.get("/users", params={"limit": 5}).json()["users"]

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,8 +31,9 @@ from ray.serve.handle import DeploymentHandle
 
 from ray_longtail import __version__
 from ray_longtail.artifacts import open_run_store, resolve_run
-from ray_longtail.errors import UserError
+from ray_longtail.errors import StorageError, UserError
 from ray_longtail.serve import browse
+from ray_longtail.serve.events import EventLog
 from ray_longtail.serve.http import (
     WRITE_ERRORS,
     Answer,
@@ -52,6 +54,8 @@ from ray_longtail.serve.schemas import (
     AddItemsResponse,
     ClustersResponse,
     ErrorResponse,
+    EventsRequest,
+    EventsResponse,
     Health,
     HistoryResponse,
     ItemsResponse,
@@ -153,6 +157,7 @@ class RecommenderServer:
         self.encoder = encoder
         self.write_token_digest = write_token_digest or token_digest(self.rec.config.serve.api_token_env)
         self.page = UI_PAGE.read_text(encoding="utf-8")
+        self.event_log = EventLog(self.rec.store)
         self.clusters = browse.tail_clusters(self.rec, limit=MAX_CLUSTERS)
         self.added_files = self.rec.added_log.listing()
         self.added_checked = time.monotonic()
@@ -191,6 +196,7 @@ class RecommenderServer:
                                     tail_weight=req.tail_weight, recent_items=recent_items,
                                     recent_timestamps=recent_timestamps)
         answer["user_id"] = req.user_id
+        answer["request_id"] = uuid.uuid4().hex
         return Answer(answer)
 
     @api.post("/similar", response_model=ItemsResponse,
@@ -232,6 +238,19 @@ class RecommenderServer:
         if len(listing - before) == 1 and before <= listing:  # only our own file is new: nothing to reload
             self.added_files = listing
         return answer
+
+    @api.post("/events", response_model=EventsResponse,
+              responses={**WRITE_ERRORS, 503: {"model": ErrorResponse, "description": "events store unavailable"}},
+              summary="log feedback events (impression, click, add_to_cart, purchase); acknowledged = written")
+    async def events(self, req: EventsRequest,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Answer:
+        check_token(credentials, self.write_token_digest)
+        try:
+            segment = await asyncio.to_thread(self.event_log.append, [e.model_dump() for e in req.events])
+        except StorageError as exc:
+            log.warning("events not written: %s", exc)
+            raise HTTPException(503, "the events store cannot be written now; nothing was kept, retry") from exc
+        return Answer({"accepted": len(req.events), "segment": segment})
 
     @api.get("/ui", response_class=HTMLResponse, include_in_schema=False)  # a page for people, not an API operation
     async def ui(self) -> HTMLResponse:

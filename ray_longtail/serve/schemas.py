@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
@@ -101,6 +101,26 @@ class AddItemsRequest(StrictModel):
                                  description=f"items to add or update (at most {MAX_ITEMS_PER_REQUEST})")
 
 
+class Event(StrictModel):
+    user_id: str = Field(..., min_length=1, max_length=ID_CHARS)
+    item_id: str = Field(..., min_length=1, max_length=ID_CHARS)
+    event: Literal["impression", "click", "add_to_cart", "purchase"]
+    ts: Integer | None = Field(None, ge=0, le=MAX_UNIX_SECONDS, description="unix seconds; default: when received")
+    request_id: str | None = Field(None, max_length=64, description="the request_id of the /recommend answer shown")
+    variant: str | None = Field(None, max_length=64)
+    position: Integer | None = Field(None, ge=0, le=MAX_K, description="0-based rank in the list shown")
+
+
+class EventsRequest(StrictModel):
+    events: list[Event] = Field(..., min_length=1, max_length=MAX_ITEMS_PER_REQUEST,
+                                description=f"1..{MAX_ITEMS_PER_REQUEST} events, written together or not at all")
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    segment: str = Field(description="the events segment written (under <run>/events/)")
+
+
 class Item(BaseModel):
     item_id: str
     title: str
@@ -111,6 +131,7 @@ class Item(BaseModel):
 
 
 class RecommendResponse(BaseModel):
+    request_id: str = Field(description="unique per answer: log its impressions and clicks with it (POST /events)")
     user_id: str | None
     cold_start: bool = Field(description="true when the user is unknown and no known recent_items were given")
     tail_weight: float
