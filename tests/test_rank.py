@@ -187,6 +187,7 @@ def test_tune_two_trials_writes_a_loadable_best_config(pipeline_run, ray_head):
     args, _, run_dir = pipeline_run
     tuned = cli(["tune", *args[1:], "--num-samples", "2", "--set", "rank.num_boost_round=20"], ray_head)
     assert tuned.returncode == 0, tuned.stderr[-4000:]
+    assert "tune: 1/2 trials (50 %)" in tuned.stderr and "tune: 2/2 trials (100 %)" in tuned.stderr  # progress
     best_yaml = run_dir / "tune" / "best.yaml"
     assert tuned.stdout.strip().splitlines()[-1] == str(best_yaml)
     config = load_config(best_yaml)
