@@ -90,8 +90,9 @@ class RunStore:
             self.fs.move(tmp, final)
         except OSError as exc:
             self._discard(tmp)
-            raise StorageError(f"cannot write {name} to {self.uri}: {exc}. Nothing half-written was kept; make the "
-                               "location writable (or free space) and run again: finished stages are kept") from exc
+            raise StorageError(f"cannot write {name} to {self.uri}: {exc}. Nothing half-written was kept; once the "
+                               "location takes writes again (permissions, space, connection), run again: finished "
+                               "stages are kept") from exc
         except BaseException:
             self._discard(tmp)
             raise

@@ -30,7 +30,7 @@ from ray_longtail import artifacts
 from ray_longtail.artifacts import RunStore, join_uri
 from ray_longtail.config import load_config
 from ray_longtail.data.ingest import bundled_paths, read_table
-from ray_longtail.errors import DataError
+from ray_longtail.errors import DataError, StorageError
 
 BUCKET = "longtail"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -307,9 +307,9 @@ def test_failed_upload_publishes_nothing(s3, fail):
     store.write_json("cuts.json", {"cut_test": 1})
     real_fs = store.fs
     store.fs = _FlakyFS(real_fs, fail)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StorageError, match="cannot write metrics.json to s3://.*simulated"):
         store.write_json("metrics.json", {"recall@10": 0.1})
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(StorageError, match="simulated"):
         store.write_json("cuts.json", {"cut_test": 2})
     store.fs = real_fs
     assert not store.exists("metrics.json")
