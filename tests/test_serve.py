@@ -154,6 +154,23 @@ def test_serve_settings_come_from_serve_config_yaml(tmp_path):
         serve_settings(tmp_path / "missing.yaml")
 
 
+def test_openapi_constraints_are_json_schema_keywords():
+    """Every request constraint reaches the document as JSON Schema (minimum/maximum, not pydantic's ge/le, which
+    clients and fuzzers ignore), and every error answer is the one ErrorResponse model."""
+    from ray_longtail.serve.app import api
+
+    document = api.openapi()
+    text = json.dumps(document)
+    assert not re.findall(r'"(?:ge|le|gt|lt)":', text)
+    assert "HTTPValidationError" not in text
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"] == \
+                        {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
+
+
 def test_only_loopback_addresses_count_as_local():
     from ray_longtail.serve.http import is_loopback
 

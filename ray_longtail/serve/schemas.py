@@ -27,6 +27,12 @@ def _number_not_text(value):
 # a JSON integer, as JSON Schema means it: 3 and 3.0 are, "3", true and 3.5 are not
 Integer = Annotated[int, Strict(False), BeforeValidator(_number_not_text)]
 
+
+def bounded_integer(ge: int, le: int):
+    """`Integer` within [ge, le]; the bounds sit before the validator so the schema shows them (an optional field's
+    Field(ge=..) on `Integer | None` would reach the JSON Schema as unknown keywords)."""
+    return Annotated[int, Field(ge=ge, le=le), Strict(False), BeforeValidator(_number_not_text)]
+
 K = Field(10, ge=1, le=MAX_K, description=f"number of items to return (1..{MAX_K})")
 
 
@@ -105,10 +111,12 @@ class Event(StrictModel):
     user_id: str = Field(..., min_length=1, max_length=ID_CHARS)
     item_id: str = Field(..., min_length=1, max_length=ID_CHARS)
     event: Literal["impression", "click", "add_to_cart", "purchase"]
-    ts: Integer | None = Field(None, ge=0, le=MAX_UNIX_SECONDS, description="unix seconds; default: when received")
+    ts: bounded_integer(0, MAX_UNIX_SECONDS) | None = Field(
+        None, description="unix seconds; default: when received")
     request_id: str | None = Field(None, max_length=64, description="the request_id of the /recommend answer shown")
     variant: str | None = Field(None, max_length=64)
-    position: Integer | None = Field(None, ge=0, le=MAX_K, description="0-based rank in the list shown")
+    position: bounded_integer(0, MAX_K) | None = Field(
+        None, description="0-based rank in the list shown")
 
 
 class EventsRequest(StrictModel):
