@@ -170,6 +170,12 @@ class RunStore:
                 dest.write_bytes(src.read())
         return target
 
+    def listing(self, folder: str, suffix: str = "") -> list[str]:
+        """Sorted names of the files directly in `<run>/<folder>/` ending with `suffix` (none: empty)."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(folder), allow_not_found=True))
+        return sorted(posixpath.basename(i.path) for i in infos
+                      if i.type == pafs.FileType.File and i.path.endswith(suffix))
+
     def dir_complete(self, name: str) -> bool:
         return self.exists(posixpath.join(name, "_SUCCESS"))
 

@@ -39,10 +39,7 @@ class EventLog:
         return name
 
     def segments(self) -> list[str]:
-        from pyarrow import fs as pafs
-
-        infos = self.store.fs.get_file_info(pafs.FileSelector(self.store.path(EVENTS), allow_not_found=True))
-        return sorted(i.path.rsplit("/", 1)[1] for i in infos if i.path.endswith(".parquet"))
+        return self.store.listing(EVENTS, ".parquet")
 
     def read(self) -> pd.DataFrame:
         """Every logged event, in the order the segments were written."""

@@ -158,14 +158,11 @@ class AddedItemsLog:
         self.store = store
 
     def listing(self) -> frozenset[str]:
-        from pyarrow import fs as pafs
-
-        infos = self.store.fs.get_file_info(pafs.FileSelector(self.store.path(ADDED), allow_not_found=True))
-        return frozenset(i.path for i in infos if i.path.endswith(".parquet"))
+        return frozenset(self.store.listing(ADDED, ".parquet"))
 
     def load(self) -> pd.DataFrame:
         """Every added item (item_id, title, vector), the latest version of each id."""
-        frames = [self.store.read_table(f"{ADDED}/{path.rsplit('/', 1)[1]}") for path in sorted(self.listing())]
+        frames = [self.store.read_table(f"{ADDED}/{name}") for name in sorted(self.listing())]
         frames = [f.assign(vector=[np.asarray(v, np.float32) for v in f["vector"]]) for f in frames]
         empty = pd.DataFrame({S.ITEM_ID: pd.Series(dtype=str), S.TITLE: pd.Series(dtype=str), "vector": []})
         return pd.concat([empty, *frames], ignore_index=True).drop_duplicates(S.ITEM_ID, keep="last")
