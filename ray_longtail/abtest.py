@@ -8,7 +8,9 @@ be written as JSON as it is."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,11 +81,13 @@ def _variant_stats(u: pd.DataFrame, z: float, confidence: float, tails: bool, pr
     """The metrics of one variant from its per-user sums `u` (one row per user with any event)."""
     exposed = u[u["imp"] > 0]
     n, imps, clicks = len(exposed), int(u["imp"].sum()), int(u["clk"].sum())
-    buyers = int((exposed["pur"] > 0).sum())
+    buyers, clickers = int((exposed["pur"] > 0).sum()), int((exposed["clk"] > 0).sum())
     out = {"users": n, "impressions": imps, "clicks": clicks, "add_to_carts": int(u["cart"].sum()),
            "purchases": int(u["pur"].sum()), "ctr": _metric(*_ratio(u["clk"], u["imp"]), z),
            "conversion": {"value": buyers / n if n else None, "ci": wilson_interval(buyers, n, confidence),
                           "buyers": buyers},
+           "click_users": {"value": clickers / n if n else None, "ci": wilson_interval(clickers, n, confidence),
+                           "clickers": clickers},  # share of exposed users with a click (HitRate's online twin)
            "tail_share_impressions": int(u["tail_imp"].sum()) / imps if tails and imps else None,
            "tail_share_clicks": int(u["tail_clk"].sum()) / clicks if tails and clicks else None}
     if priced:
@@ -233,3 +237,30 @@ def write_plot(report: dict, path: str) -> None:
     fig.suptitle(f"A/B report (control: {report['control']}, {report['confidence']:.0%} CI)")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
+
+
+def write_ab_report(events_uri: str, run: str | None = None, control: str | None = None,
+                    out: str | None = None) -> tuple[dict, str]:
+    """`ray-longtail ab-report`: the report of the events store at `events_uri` (segments and prices from `run`'s
+    catalog when given), written as ab_report.json / .md / .png into `out` (default: `<run>/ab_report`, else
+    ./ab_report). Returns (report, markdown)."""
+    from ray_longtail.artifacts import open_run_store
+    from ray_longtail.serve.events import open_events
+
+    events = open_events(events_uri).read()
+    segments = prices = None
+    if run:
+        store = open_run_store(run)
+        segments = store.read_table("item_segments.parquet", columns=[S.ITEM_ID, S.SEGMENT])
+        catalog = store.read_table("catalog.parquet")
+        if S.PRICE in catalog.columns and catalog[S.PRICE].notna().any():
+            prices = catalog.set_index(S.ITEM_ID)[S.PRICE].dropna()
+        out = out or (store.path("ab_report") if "://" not in store.uri else None)
+    report = variant_report(events, segments, prices, control)
+    folder = Path(out or "ab_report")
+    folder.mkdir(parents=True, exist_ok=True)
+    markdown = report_markdown(report)
+    (folder / "ab_report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    (folder / "ab_report.md").write_text(markdown)
+    write_plot(report, str(folder / "ab_report.png"))
+    return report, markdown

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ray_longtail.config import Config, load_config
+from ray_longtail.config import FEEDBACK_EVENT_TYPES, Config, load_config
 from ray_longtail.errors import UserError
 
 STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "discover": "discover",
@@ -23,6 +23,9 @@ def common_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML config (default: the packaged configs/default.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key, e.g. --set embed.batch_size=128 (repeatable)")
+    parser.add_argument("--events", metavar="STORE",
+                        help="fold logged events (a run folder's events/ or a folder/URI of POST /events segments) "
+                             "into the interactions: feedback.events")
     parser.add_argument("--force", action="store_true", help="recompute the stage even if its outputs exist")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
     return parser
@@ -76,7 +79,39 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve on a non-loopback --host although POST /items needs no token "
                             "(serve.api_token_env unset)")
     serve.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    add_loop_commands(commands)
     return parser
+
+
+def add_loop_commands(commands) -> None:
+    """The online loop: refresh a run with logged events, replay a test window as traffic, the A/B report."""
+    refresh = commands.add_parser("refresh", help="a new run serving a finished run's model over its history plus "
+                                                  "logged events (no retraining); redeploy the app to serve it")
+    refresh.add_argument("--run", default="latest", help="the finished run to refresh (default: latest)")
+    refresh.add_argument("--events", required=True, metavar="STORE",
+                         help="events store: a run folder (its events/) or a folder/URI of event segments")
+    refresh.add_argument("--out", help="the new run's folder or URI (default: <run>-refresh-<UTC time> beside it)")
+    refresh.add_argument("--event-type", action="append", dest="event_types", metavar="TYPE",
+                         choices=FEEDBACK_EVENT_TYPES,
+                         help="events that count as interactions (repeatable; default: the run's "
+                              "feedback.event_types)")
+    refresh.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
+    replay = commands.add_parser("replay", help="replay a run's test window as traffic against a running app "
+                                                "(/recommend, then impressions and clicks to /events)")
+    replay.add_argument("--run", default="latest", help="run whose test window to replay (default: latest)")
+    replay.add_argument("--url", default="http://127.0.0.1:8000", help="the app (default: http://127.0.0.1:8000)")
+    replay.add_argument("-k", type=int, default=10, help="items per answer (default: 10)")
+    replay.add_argument("--max-users", type=int, help="a seeded sample of the test users (default: all)")
+    replay.add_argument("--concurrency", type=int, default=4, help="parallel requests (default: 4)")
+    replay.add_argument("--token-env", metavar="VAR", help="environment variable with the app's write token")
+    replay.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
+    report = commands.add_parser("ab-report", help="per-variant CTR, conversion, tail share and revenue of logged "
+                                                   "events, with confidence intervals and significance tests")
+    report.add_argument("--events", required=True, metavar="STORE", help="events store (run folder or folder/URI)")
+    report.add_argument("--run", help="run whose segments and prices to use (default: none)")
+    report.add_argument("--control", help="the control variant (default: the first by name)")
+    report.add_argument("--out", help="folder for ab_report.json/.md/.png (default: <run>/ab_report or ./ab_report)")
+    report.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -87,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         extra["artifacts"] = args.artifacts
     if args.run_id:
         extra["run_id"] = args.run_id
+    if args.events:
+        extra["feedback"] = {"events": args.events}
     return load_config(args.config, overrides=args.overrides, extra=extra)
 
 
@@ -123,6 +160,8 @@ def dispatch(args: argparse.Namespace) -> int:
         for user in args.user:
             print(json.dumps(recommender.recommend(user, k=args.k, tail_weight=args.tail_weight)))
         return 0
+    if args.command in LOOP_COMMANDS:
+        return LOOP_COMMANDS[args.command](args)
     if args.command == "synth":
         from ray_longtail.data.synthetic import write_shop
 
@@ -139,6 +178,45 @@ def dispatch(args: argparse.Namespace) -> int:
     pipeline.print_summary(store, args.command)
     print(store.uri)
     return 0
+
+
+def refresh_command(args: argparse.Namespace) -> int:
+    import json
+
+    from ray_longtail.artifacts import resolve_run
+    from ray_longtail.feedback import refresh_run
+
+    store, summary = refresh_run(resolve_run(args.run), args.events, out=args.out, event_types=args.event_types)
+    print(json.dumps({key: summary[key] for key in ("feedback_rows", "became_warm", "segments", "seconds")}))
+    print(store.uri)
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from ray_longtail.artifacts import resolve_run
+    from ray_longtail.replay import replay
+
+    token = os.environ.get(args.token_env) if args.token_env else None
+    if args.token_env and not token:
+        raise UserError(f"--token-env {args.token_env}: that environment variable is not set")
+    print(json.dumps(replay(resolve_run(args.run), args.url, k=args.k, token=token, max_users=args.max_users,
+                            concurrency=args.concurrency)))
+    return 0
+
+
+def ab_report_command(args: argparse.Namespace) -> int:
+    from ray_longtail.abtest import write_ab_report
+    from ray_longtail.artifacts import resolve_run
+
+    _, markdown = write_ab_report(args.events, resolve_run(args.run) if args.run else None, args.control, args.out)
+    print(markdown)
+    return 0
+
+
+LOOP_COMMANDS = {"refresh": refresh_command, "replay": replay_command, "ab-report": ab_report_command}
 
 
 if __name__ == "__main__":

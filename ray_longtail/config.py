@@ -22,6 +22,7 @@ from ray_longtail.errors import ConfigError
 from ray_longtail.metrics import METRIC_NAMES
 
 RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "mmr")  # extend here when rerank.py learns a method
+FEEDBACK_EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")  # what POST /events takes
 EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
 # higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
@@ -259,6 +260,16 @@ class ServeConfig:
     # name of an environment variable holding the bearer token that write endpoints (POST /items) require; when
     # None or unset, writes are open and `ray-longtail serve` binds only to loopback unless told otherwise
     api_token_env: str | None = None
+    events_store: str | None = None  # where POST /events writes (folder or URI); None = <run>/events
+    assignment_salt: str = "ray_longtail"  # A/B assignment = hash(salt, user_id): a new salt reshuffles users
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    # an events store (a run folder's events/, or any folder/URI of POST /events segments) whose events
+    # `ray-longtail run --events` folds into the interactions; None = none
+    events: str | None = None
+    event_types: list[str] = choice(["purchase"], FEEDBACK_EVENT_TYPES)  # logged events that count as interactions
 
 
 @dataclass(frozen=True)
@@ -284,6 +295,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def validate(self) -> None:

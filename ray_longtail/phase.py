@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ray_longtail.artifacts import RunStore
+from ray_longtail.artifacts import FEEDBACK, RunStore
 from ray_longtail.config import Config
 from ray_longtail.data import schema as S
 from ray_longtail.discover import segment_items
@@ -131,7 +131,11 @@ def load_phase(store: RunStore, name: str, config: Config, catalog_ids: np.ndarr
     end, label_end = phase_window(name, cuts)
     read = store.read_table
     if name == "eval":
-        history = pd.concat([read("split/train.parquet"), read("split/valid.parquet")], ignore_index=True)
+        parts = [read("split/train.parquet"), read("split/valid.parquet")]
+        if store.exists(FEEDBACK):  # a refreshed run: logged events extend the history (and its end)
+            parts.append(read(FEEDBACK))
+            end = max(end, int(parts[-1][S.TIMESTAMP].max()) + 1)
+        history = pd.concat(parts, ignore_index=True)
         labels = read("split/test.parquet")
     elif name == "fit":
         history, labels = read("split/train.parquet"), read("split/valid.parquet")

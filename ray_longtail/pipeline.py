@@ -57,7 +57,13 @@ def make_run_id(config: Config) -> str:
     for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
         resolved.pop(key)
     resolved["serve"] = {"precompute_users": config.serve.precompute_users}  # the rest only configures the server
+    if not config.feedback.events:  # no events folded: the same run as before the feedback section existed
+        resolved.pop("feedback")
     fingerprints = [file_fingerprint(items)["sha256_sampled"], file_fingerprint(interactions)["sha256_sampled"]]
+    if config.feedback.events:  # the same store with new segments is a new run
+        from ray_longtail.serve.events import open_events
+
+        fingerprints.append(file_fingerprint(open_events(config.feedback.events).uri)["sha256_sampled"])
     digest = hashlib.sha256(json.dumps([resolved, fingerprints], sort_keys=True).encode()).hexdigest()[:8]
     name = Path(items.rstrip("/")).parent.name or "run"
     return f"{name}-{digest}"

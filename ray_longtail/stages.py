@@ -29,6 +29,7 @@ from ray_longtail.embed import item_texts
 from ray_longtail.errors import UserError
 from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, recommendations_frame, system_metrics
 from ray_longtail.features import attach_labels, features_on_ray
+from ray_longtail.feedback import with_feedback
 from ray_longtail.precompute import ranked_table, serving_users
 from ray_longtail.profile import profiles_table
 from ray_longtail.progress import Progress
@@ -55,11 +56,15 @@ def input_paths(config) -> tuple[str, str]:
 def stage_ingest(ctx: RunContext) -> dict[str, Any]:
     items, interactions = input_paths(ctx.config)
     catalog, events, report = ingest(items, interactions, ctx.config.data, ctx.config.privacy)
+    events, feedback = with_feedback(catalog, events, ctx.config)
+    if feedback is not None:
+        report["feedback"] = feedback
     ctx.store.write_table("catalog.parquet", catalog)
     ctx.store.write_table("interactions.parquet", events)
     ctx.store.write_json("ingest_report.json", report)
     ctx.store.update_manifest(inputs={"items": file_fingerprint(items), "interactions": file_fingerprint(interactions)})
-    return {"catalog": len(catalog), "interactions": len(events), "drops": report["interactions"]["drops"]}
+    folded = {"feedback_rows": feedback["folded"]} if feedback is not None else {}
+    return {"catalog": len(catalog), "interactions": len(events), "drops": report["interactions"]["drops"], **folded}
 
 
 def stage_split(ctx: RunContext) -> dict[str, Any]:

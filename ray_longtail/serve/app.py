@@ -33,7 +33,7 @@ from ray_longtail import __version__
 from ray_longtail.artifacts import open_run_store, resolve_run
 from ray_longtail.errors import StorageError, UserError
 from ray_longtail.serve import browse
-from ray_longtail.serve.events import EventLog
+from ray_longtail.serve.events import EventLog, open_events
 from ray_longtail.serve.http import (
     WRITE_ERRORS,
     Answer,
@@ -45,6 +45,7 @@ from ray_longtail.serve.http import (
     token_digest,
     validation_message,
 )
+from ray_longtail.serve.monitor import VARIANT_STATE, RequestMetrics, ServeMetrics
 from ray_longtail.serve.schemas import (
     ID_CHARS,
     MAX_BODY_BYTES,
@@ -67,13 +68,14 @@ from ray_longtail.serve.schemas import (
     SimilarToItem,
     UsersResponse,
 )
+from ray_longtail.serve.variants import assign, parse_variants
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
 UI_PAGE = Path(__file__).with_name("static") / "ui.html"
 MAX_CLUSTERS = 32  # /clusters lists at most this many
-BUILD_ARGS = {"run", "set", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
+BUILD_ARGS = {"run", "set", "variants", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 
 
 # ------------------------------------------------------------------------------------------------ run lookup
@@ -96,7 +98,8 @@ api = FastAPI(title="ray_longtail", version=__version__,
                                                                       "of range (the message names it)"}})
 ENCODER_DOWN = {503: {"model": ErrorResponse, "description": "the Encoder is unavailable: retry"}}
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-api.add_middleware(ServerTiming)  # added last = outermost: 413s are timed too
+api.add_middleware(ServerTiming)  # added after BodyLimit = outside it: 413s are timed too
+api.add_middleware(RequestMetrics)  # outermost: every answer is counted
 
 
 @api.exception_handler(RequestValidationError)
@@ -149,18 +152,24 @@ class RecommenderServer:
     was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently."""
 
     def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None,
-                 write_token_digest: str | None = None):
+                 write_token_digest: str | None = None, variants: list[dict] | None = None):
         from ray_longtail.serve.recommender import Recommender
 
         self.run = run
         self.rec = Recommender(run, overrides)
+        self.variants = parse_variants(variants)
+        self.recs = {run: self.rec} | {v.run: Recommender(v.run, overrides) for v in self.variants
+                                       if v.run not in (None, run)}
         self.encoder = encoder
-        self.write_token_digest = write_token_digest or token_digest(self.rec.config.serve.api_token_env)
+        serve_config = self.rec.config.serve
+        self.write_token_digest = write_token_digest or token_digest(serve_config.api_token_env)
         self.page = UI_PAGE.read_text(encoding="utf-8")
-        self.event_log = EventLog(self.rec.store)
+        self.event_log = open_events(serve_config.events_store, create=True) if serve_config.events_store else \
+            EventLog(self.rec.store)
         self.clusters = browse.tail_clusters(self.rec, limit=MAX_CLUSTERS)
-        self.added_files = self.rec.added_log.listing()
+        self.added_files = {key: rec.added_log.listing() for key, rec in self.recs.items()}
         self.added_checked = time.monotonic()
+        self.metrics = ServeMetrics(self.rec.catalog_items.n_catalog)
 
     # ---------------------------------------------------------------- helpers
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -181,22 +190,27 @@ class RecommenderServer:
         if time.monotonic() - self.added_checked < self.rec.config.serve.added_sync_s:
             return
         self.added_checked = time.monotonic()
-        listing = await asyncio.to_thread(self.rec.added_log.listing)
-        if listing != self.added_files:
-            self.rec.reload_added()
-            self.added_files = listing
+        for key, rec in self.recs.items():
+            listing = await asyncio.to_thread(rec.added_log.listing)
+            if listing != self.added_files[key]:
+                rec.reload_added()
+                self.added_files[key] = listing
 
     # ---------------------------------------------------------------- endpoints
     @api.post("/recommend", response_model=RecommendResponse,
               summary="top-k items for a user (known user, or unknown user with recent_items, or cold start)")
-    async def recommend(self, req: RecommendRequest) -> Answer:
+    async def recommend(self, req: RecommendRequest, request: Request) -> Answer:
         await self._sync_added()
+        request_id = uuid.uuid4().hex
+        variant = assign(self.variants, req.user_id or request_id, self.rec.config.serve.assignment_salt)
+        setattr(request.state, VARIANT_STATE, variant.name)
         recent_items, recent_timestamps = req.recent()
-        answer = self.rec.recommend(req.user_id, k=req.k, exclude_seen=req.exclude_seen,
-                                    tail_weight=req.tail_weight, recent_items=recent_items,
-                                    recent_timestamps=recent_timestamps)
-        answer["user_id"] = req.user_id
-        answer["request_id"] = uuid.uuid4().hex
+        weight = req.tail_weight if req.tail_weight is not None else variant.tail_weight
+        answer = self.recs[variant.run or self.run].recommend(
+            req.user_id, k=req.k, exclude_seen=req.exclude_seen, tail_weight=weight, recent_items=recent_items,
+            recent_timestamps=recent_timestamps, rerank_method=variant.rerank_method)
+        answer.update(user_id=req.user_id, request_id=request_id, variant=variant.name)
+        self.metrics.recommended(variant.name, answer["cold_start"], answer["items"])
         return Answer(answer)
 
     @api.post("/similar", response_model=ItemsResponse,
@@ -232,11 +246,16 @@ class RecommenderServer:
         frame = pd.DataFrame([item.model_dump() for item in req.items])
         vectors = await self._embed(item_texts(frame, list(self.rec.config.embed.text_fields)))
         await self._sync_added()
-        before = self.added_files
-        answer = self.rec.add_items(frame, vectors)
-        listing = await asyncio.to_thread(self.rec.added_log.listing)
+        answers = [self._add_to(key, rec, frame, vectors) for key, rec in self.recs.items()]
+        return (await asyncio.gather(*answers))[0]
+
+    async def _add_to(self, key: str, rec, frame, vectors: np.ndarray) -> dict[str, Any]:
+        """Add the items to one served run (every variant's run gets them: /items is not an experiment)."""
+        before = self.added_files[key]
+        answer = rec.add_items(frame, vectors)
+        listing = await asyncio.to_thread(rec.added_log.listing)
         if len(listing - before) == 1 and before <= listing:  # only our own file is new: nothing to reload
-            self.added_files = listing
+            self.added_files[key] = listing
         return answer
 
     @api.post("/events", response_model=EventsResponse,
@@ -250,6 +269,7 @@ class RecommenderServer:
         except StorageError as exc:
             log.warning("events not written: %s", exc)
             raise HTTPException(503, "the events store cannot be written now; nothing was kept, retry") from exc
+        self.metrics.accepted([{"event": e.event, "variant": e.variant} for e in req.events])
         return Answer({"accepted": len(req.events), "segment": segment})
 
     @api.get("/ui", response_class=HTMLResponse, include_in_schema=False)  # a page for people, not an API operation
@@ -283,7 +303,8 @@ class RecommenderServer:
         await self._sync_added()
         config = self.rec.config
         return {**self.rec.metadata(), "run": self.run, "max_length": config.embed.max_length,
-                "rerank_depth": config.rerank.depth}
+                "rerank_depth": config.rerank.depth, "events_store": self.event_log.uri,
+                "variants": [v.describe(self.run) for v in self.variants]}
 
 
 # ------------------------------------------------------------------------------------------------ entry points
@@ -291,7 +312,8 @@ def build_app(args: dict[str, Any]):
     """Serve application builder (`import_path: ray_longtail.serve.app:build_app`).
 
     args: `run` (run folder or URI, or `latest` / `<artifacts>/latest`; required), `set` (a list of
-    `serve.<key>=<value>` settings over the run's config, e.g. `["serve.cache_users=10000"]`), `num_gpus` (GPU
+    `serve.<key>=<value>` settings over the run's config, e.g. `["serve.cache_users=10000"]`), `variants` (A/B
+    arms: a list of {name, share, run?, tail_weight?, rerank_method?}, `variants.py`), `num_gpus` (GPU
     share of each Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch
     threads per Encoder replica, default 1), `encoder_options` / `recommender_options` (dicts for
     `Deployment.options`, e.g. `{"autoscaling_config": {...}}`, for Python callers). Deployment options
@@ -307,6 +329,7 @@ def build_app(args: dict[str, Any]):
     run = resolve_run(str(args["run"]))
     overrides = [str(o) for o in args.get("set") or []]
     config = run_config(run, overrides)
+    variants = variant_args(args.get("variants"), run, overrides, config)
     num_gpus = float(args.get("num_gpus") if args.get("num_gpus") is not None else config.embed.num_gpus_per_actor)
     encoder_options = dict(args.get("encoder_options") or {})
     if num_gpus > 0:
@@ -319,7 +342,26 @@ def build_app(args: dict[str, Any]):
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
     return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
                                               int(args.get("encoder_threads", 1))), overrides,
-                            token_digest(config.serve.api_token_env))
+                            token_digest(config.serve.api_token_env), variants)
+
+
+def variant_args(raw: list[dict] | None, run: str, overrides: list[str], config) -> list[dict] | None:
+    """`args.variants` validated in the driver (a typo fails the deploy, not the replicas) with each variant's
+    `run` resolved; every run must be finished and share the app's encoder (one Encoder embeds for all)."""
+    if not raw:
+        return None
+    variants = parse_variants(raw)
+    resolved = []
+    for variant in variants:
+        variant_run = resolve_run(variant.run) if variant.run else None
+        if variant_run and variant_run != run:
+            embed = run_config(variant_run, overrides).embed
+            if (embed.model, embed.max_length) != (config.embed.model, config.embed.max_length):
+                raise UserError(f"variant {variant.name!r}: its run {variant_run} embeds with {embed.model} "
+                                f"(max_length {embed.max_length}), the app's run with {config.embed.model} "
+                                f"(max_length {config.embed.max_length}); variants must share the encoder")
+        resolved.append({**variant.describe(run), "run": variant_run})
+    return resolved
 
 
 def serve_config_path() -> Path:
@@ -366,19 +408,37 @@ def serve_forever(run: str, host: str = "127.0.0.1", port: int = 8000, overrides
         raise UserError(f"refusing to serve on {host} with POST /items open to anyone: set a token "
                         "(--set serve.api_token_env=VAR with VAR set in the environment), bind to 127.0.0.1, or "
                         "pass --allow-open-writes")
-    app = build_app({"run": run, "set": settings,
-                     "encoder_options": deployments.get("Encoder"),
-                     "recommender_options": deployments.get("Recommender")})
-    stop = threading.Event()
+    def app():
+        return build_app({"run": run, "set": settings, "variants": file_args.get("variants"),
+                          "encoder_options": deployments.get("Encoder"),
+                          "recommender_options": deployments.get("Recommender")})
+
+    app()  # a bad run or variant fails here, before Ray starts
+    stop, reload = threading.Event(), threading.Event()
     with ray_session(load_config().ray):
         for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
             signal.signal(sig, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: (reload.set(), stop.set()))
         serve.start(http_options={"host": host, "port": port})
         try:
-            serve.run(app, name=APP_NAME, route_prefix="/", logging_config={"enable_access_log": False})
-            print(f"serving {resolve_run(run)} on http://{host}:{port} (OpenAPI: /docs); Ctrl-C stops",
-                  flush=True)
-            while not stop.wait(1.0):
-                pass
+            deploy_app(app(), run)
+            print(f"serving on http://{host}:{port} (OpenAPI: /docs); `kill -HUP {os.getpid()}` redeploys "
+                  f"{run} (re-resolved); Ctrl-C stops", flush=True)
+            while stop.wait(None):
+                if not reload.is_set():
+                    break
+                stop.clear()
+                reload.clear()
+                try:
+                    deploy_app(app(), run)
+                except UserError as exc:
+                    log.error("reload refused, still serving the previous run: %s", exc)
         finally:
             serve.shutdown()
+
+
+def deploy_app(app, run: str) -> None:
+    """Deploy (or redeploy: Serve replaces the Recommender replicas one at a time, so the old ones answer until the
+    new ones are up) the app under APP_NAME."""
+    serve.run(app, name=APP_NAME, route_prefix="/", logging_config={"enable_access_log": False})
+    log.info("deployed %s", resolve_run(run))

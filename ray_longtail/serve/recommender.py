@@ -10,6 +10,7 @@ facade that answers requests.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -21,7 +22,7 @@ import pandas as pd
 
 from ray_longtail import scoring
 from ray_longtail.artifacts import ADDED, SERVING_LISTS, SOURCES_ARTIFACT, RunStore, open_run_store
-from ray_longtail.config import Config, load_config
+from ray_longtail.config import RERANK_METHODS, Config, load_config
 from ray_longtail.data import schema as S
 from ray_longtail.errors import UserError
 from ray_longtail.history import History
@@ -254,6 +255,8 @@ class Recommender:
         self.popularity = history.popularity()
         self.cache: OrderedDict[tuple[int, bool], scoring.RankedCandidates] = OrderedDict()
         self.cold_lists: dict[tuple[int, float], pd.DataFrame] = {}
+        self.method_configs = {method: dataclasses.replace(self.config, rerank=dataclasses.replace(
+            self.config.rerank, method=method)) for method in RERANK_METHODS}
         self._use_added(self.added_log.load())
 
     def _use_added(self, added: pd.DataFrame) -> None:
@@ -263,10 +266,11 @@ class Recommender:
 
     def recommend(self, user_id: str | None = None, k: int = 10, exclude_seen: bool = True,
                   tail_weight: float | None = None, recent_items: list[str] | None = None,
-                  recent_timestamps: list[int | None] | None = None) -> dict[str, Any]:
+                  recent_timestamps: list[int | None] | None = None, rerank_method: str | None = None,
+                  ) -> dict[str, Any]:
         """Known user -> the run's chain; unknown user with known `recent_items` (at `recent_timestamps`, unix
         seconds, one per item; None: at the history's end) -> the same chain over that ad-hoc history; otherwise a
-        cold-start answer."""
+        cold-start answer. `rerank_method`: one of RERANK_METHODS instead of the run's (an A/B variant's)."""
         weight = self.run.default_tail_weight if tail_weight is None else float(tail_weight)
         phase = self.run.phase
         user = self.user_of.get(str(user_id), -1) if user_id is not None else -1
@@ -287,7 +291,8 @@ class Recommender:
             ranked = self.lists.adhoc(adhoc_history(phase, history_items, stamps), exclude_seen)
         if "content" in self.config.retrieve.sources:
             ranked = merge_added(ranked, self.items)
-        items, scores, sources = scoring.rerank_user(ranked, k, weight, self.config, self.items.is_tail,
+        config = self.config if rerank_method is None else self.method_configs[rerank_method]
+        items, scores, sources = scoring.rerank_user(ranked, k, weight, config, self.items.is_tail,
                                                      self.items.vectors)
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
                 "items": self._explained(items, scores, sources, history_items)}

@@ -140,6 +140,7 @@ class Item(BaseModel):
 
 class RecommendResponse(BaseModel):
     request_id: str = Field(description="unique per answer: log its impressions and clicks with it (POST /events)")
+    variant: str = Field(description="the A/B variant that answered (sticky per user_id); log it with the events")
     user_id: str | None
     cold_start: bool = Field(description="true when the user is unknown and no known recent_items were given")
     tail_weight: float
@@ -187,6 +188,14 @@ class Health(BaseModel):
     run_id: str
 
 
+class VariantInfo(BaseModel):
+    name: str
+    share: float = Field(description="share of users assigned to it (shares sum to 1)")
+    run: str
+    tail_weight: float | None = Field(description="null = the run's selected tail_weight")
+    rerank_method: str | None = Field(description="null = the run's rerank.method")
+
+
 class Metadata(BaseModel):
     run_id: str
     run: str
@@ -200,6 +209,8 @@ class Metadata(BaseModel):
     ranker: str
     precomputed_users: int = Field(description="known users answered from the batch job's serving lists")
     rerank_depth: int
+    events_store: str = Field(description="where POST /events writes")
+    variants: list[VariantInfo]
     max_k: int = MAX_K
     max_items_per_request: int = MAX_ITEMS_PER_REQUEST
     max_body_bytes: int = MAX_BODY_BYTES
