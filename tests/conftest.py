@@ -51,6 +51,7 @@ class LocalHead:
         ports = {flag: free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                 "metrics-export-port", "runtime-env-agent-port",
                                                 "node-manager-port", "object-manager-port", "ray-client-server-port")}
+        self.metrics_port = ports["metrics-export-port"]  # Prometheus endpoint of the node
         cmd = [RAY_BIN, "start", "--head", f"--port={self.port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
                "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
                "--object-store-memory=400000000", "--disable-usage-stats",

@@ -24,6 +24,7 @@ from ray_longtail.serve.schemas import ItemsResponse, RecommendResponse
 APP = "ray_longtail_test"
 TOKEN_ENV, TOKEN = "RAY_LONGTAIL_TEST_TOKEN", "test-token-0f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+VARIANTS = [{"name": "control", "share": 0.5}, {"name": "tw0", "share": 0.5, "tail_weight": 0.0}]  # an A/B test
 NEW_ITEMS = [
     {"item_id": "SERVE-NEW-1", "title": "Glow in the dark dinosaur night light",
      "description": "USB powered lamp for a child's bedroom", "category": "lighting", "brand": "Rexlite",
@@ -46,7 +47,7 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
 
 
-def deploy(run_dir: Path):
+def deploy(run_dir: Path, **args):
     """The app with write protection on: POST /items needs `AUTH` (the token's digest is taken here, in the
     driver, from the variable that `serve.api_token_env` names)."""
     from ray import serve
@@ -54,7 +55,7 @@ def deploy(run_dir: Path):
     from ray_longtail.serve.app import build_app
 
     os.environ[TOKEN_ENV] = TOKEN
-    app = build_app({"run": str(run_dir), "set": [f"serve.api_token_env={TOKEN_ENV}"]})
+    app = build_app({"run": str(run_dir), "set": [f"serve.api_token_env={TOKEN_ENV}"], "variants": VARIANTS, **args})
     serve.run(app, name=APP, route_prefix="/", logging_config={"enable_access_log": False})
 
 
@@ -224,7 +225,7 @@ def test_recommend_known_users_equals_the_batch_recommendations(served):
         body = response.json()
         expected = recs[recs["user_id"] == user].sort_values("rank")
         assert items_of(response) == expected["item_id"].tolist(), user
-        assert body["cold_start"] is False and body["user_id"] == str(user)
+        assert body["cold_start"] is False and body["user_id"] == str(user) and body["variant"] in {"control", "tw0"}
         assert [i["segment"] for i in body["items"]] == expected["segment"].tolist()
         assert all(i["title"] is not None and i["reason"] and i["source"] for i in body["items"])
         assert RecommendResponse.model_validate(body).items[0].item_id == expected["item_id"].iloc[0]
@@ -382,6 +383,94 @@ def test_events_are_written_before_they_are_acknowledged(served):
         answer["request_id"]
 
 
+def test_variants_are_sticky_and_answer_with_their_settings(served):
+    """Each user keeps one variant; the tw0 arm answers at tail_weight 0 and the control at the run's weight, and
+    /metadata lists both."""
+    from ray_longtail.serve.variants import assign, parse_variants
+
+    tail_weight = json.loads((served.run_dir / "metrics.json").read_text())["info"]["tail_weight"]
+    users = pd.read_parquet(served.run_dir / "recommendations.parquet")["user_id"].astype(str).unique()[:16]
+    arms = parse_variants(VARIANTS)
+    for user in users:
+        first, again = (served.client.post("/recommend", json={"user_id": user, "k": 3}).json() for _ in range(2))
+        assert first["variant"] == again["variant"] == assign(arms, user, "ray_longtail").name
+        assert first["tail_weight"] == (0.0 if first["variant"] == "tw0" else tail_weight)
+    meta = served.client.get("/metadata").json()
+    assert [(v["name"], v["share"], v["tail_weight"]) for v in meta["variants"]] == \
+        [("control", 0.5, None), ("tw0", 0.5, 0.0)]
+    assert meta["events_store"].endswith("/events")
+
+
+def offline_hits(recommender, users: list[str], truth: dict[str, set], k: int, tail_weight: float | None):
+    """(share of users with a test item in their top k, hits / shown) of the lists the run makes in process."""
+    hit_users = hits = shown = 0
+    for user in users:
+        items = [i["item_id"] for i in recommender.recommend(user, k=k, tail_weight=tail_weight)["items"]]
+        found = len(set(items) & truth[user])
+        hit_users, hits, shown = hit_users + (found > 0), hits + found, shown + len(items)
+    return hit_users / len(users), hits / shown
+
+
+def test_replay_of_two_variants_matches_the_offline_metrics_of_their_lists(served, ray_head, tmp_path):
+    """`ray-longtail replay` sends the test window through the app; per variant, the A/B report's share of users
+    with a click is the offline HitRate@10 of the same lists and its CTR their precision."""
+    from conftest import cli
+
+    from ray_longtail.abtest import variant_report
+    from ray_longtail.serve.events import open_events
+    from ray_longtail.serve.recommender import Recommender
+
+    started = int(time.time())
+    done = cli(["replay", "--run", str(served.run_dir), "--url", served.url, "--max-users", "60",
+                "--token-env", TOKEN_ENV, "-q"], ray_head, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["users"] == 60 and summary["failed_requests"] == 0 and summary["impression"] == 600
+    events = open_events(str(served.run_dir)).read()
+    replayed = events[(events["received"] >= started) & (events["request_id"].notna())]
+    replayed = replayed[replayed["variant"].isin(["control", "tw0"])]
+    assert len(replayed) == summary["events_written"] == summary["events"]
+    report = variant_report(replayed)
+    test = pd.read_parquet(served.run_dir / "split" / "test.parquet")
+    truth = {str(u): set(rows["item_id"].astype(str)) for u, rows in test.groupby("user_id")}
+    recommender = Recommender(str(served.run_dir))
+    weights = {"control": None, "tw0": 0.0}
+    for name, stats in report["variants"].items():
+        users = sorted(replayed.loc[replayed["variant"] == name, "user_id"].unique())
+        hit_rate, precision = offline_hits(recommender, users, truth, 10, weights[name])
+        assert stats["users"] == len(users) > 10
+        assert stats["click_users"]["value"] == pytest.approx(hit_rate, abs=1e-12)
+        assert stats["ctr"]["value"] == pytest.approx(precision, abs=1e-12)
+    out = tmp_path / "ab"
+    shown = cli(["ab-report", "--events", str(served.run_dir), "--run", str(served.run_dir), "--out", str(out),
+                 "--control", "control", "-q"], ray_head, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "tw0" in shown.stdout and (out / "ab_report.png").stat().st_size > 1000
+    written = json.loads((out / "ab_report.json").read_text())
+    assert written["comparisons"]["tw0"]["ctr"]["p_value"] is not None
+
+
+def test_prometheus_endpoint_exposes_the_named_series(served, ray_head):
+    """After traffic, Ray's metrics endpoint on the node carries the app's series, per endpoint and variant."""
+    user = str(pd.read_parquet(served.run_dir / "recommendations.parquet")["user_id"].iloc[0])
+    for _ in range(3):
+        served.client.post("/recommend", json={"user_id": user, "k": 5})
+    served.client.post("/recommend", json={"user_id": user, "k": "five"})
+    wanted = ["ray_longtail_requests_total", "ray_longtail_request_latency_ms_bucket",
+              "ray_longtail_recommendations_total", "ray_longtail_served_items_total",
+              "ray_longtail_catalog_coverage_1h", "ray_longtail_events_total"]
+
+    def exposed() -> str | None:
+        text = httpx.get(f"http://127.0.0.1:{ray_head.metrics_port}/metrics", timeout=10).text
+        return text if all(name in text for name in wanted) else None
+
+    text = wait_until(exposed, 90, "the ray_longtail series on the metrics endpoint", interval=2)
+    requests = [line for line in text.splitlines() if line.startswith("ray_longtail_requests_total{")]
+    assert any('endpoint="/recommend"' in line and 'status="422"' in line for line in requests)
+    assert any('endpoint="/recommend"' in line and 'status="200"' in line and 'variant="control"' in line
+               or 'variant="tw0"' in line for line in requests)
+
+
 def test_browse_endpoints(served):
     client = served.client
     users = client.get("/users", params={"limit": 5}).json()["users"]
@@ -471,6 +560,10 @@ def test_killed_recommender_replica_is_replaced(served):
         return [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
                 if a.class_name == f"ServeReplica:{APP}:Recommender"]
 
+    from ray_longtail.serve.events import open_events
+
+    logged = [{"user_id": "u-kill", "item_id": "any", "event": "click", "variant": "kill-test"}]
+    assert served.client.post("/events", json={"events": logged}, headers=AUTH).status_code == 200
     (victim,) = replicas()
     ray.kill(ray.get_actor(victim.name, namespace="serve"), no_restart=True)
     body = {"user_id": "nobody", "k": 5}
@@ -485,6 +578,8 @@ def test_killed_recommender_replica_is_replaced(served):
     wait_until(recovered, 120, "a new healthy Recommender replica")
     for _ in range(10):
         assert served.client.post("/recommend", json=body).status_code == 200
+    events = open_events(str(served.run_dir)).read()
+    assert (events["variant"] == "kill-test").sum() == 1  # acknowledged before the kill = kept
 
 
 def test_added_items_are_recommendable_as_cold_items(served):
@@ -519,6 +614,59 @@ def test_adhoc_user_with_a_known_users_history_gets_that_users_list(pipeline_run
         assert adhoc["cold_start"] is False
         assert [i["item_id"] for i in adhoc["items"]] == [i["item_id"] for i in known["items"]], user
         assert [i["score"] for i in adhoc["items"]] == pytest.approx([i["score"] for i in known["items"]], rel=1e-5)
+
+
+def test_refresh_warms_a_cold_item_and_a_redeploy_serves_it_without_downtime(served, ray_head, tmp_path):
+    """Purchases of a cold item logged through /events, `ray-longtail refresh`, then a redeploy of the app on the
+    new run under load: no request fails (two Recommender replicas: Serve replaces one while the other answers),
+    and the new app serves the item as warm, in its buyers' histories."""
+    import threading
+
+    from conftest import cli
+
+    segments = pd.read_parquet(served.run_dir / "item_segments.parquet")
+    cold_item = str(segments.loc[segments["segment"] == "cold", "item_id"].iloc[0])
+    buyers = pd.read_parquet(served.run_dir / "recommendations.parquet")["user_id"].astype(str).unique()[:4].tolist()
+    cut = json.loads((served.run_dir / "split" / "cuts.json").read_text())["cut_test"]
+    bought = [{"user_id": u, "item_id": cold_item, "event": "purchase", "ts": cut + 3600} for u in buyers]
+    assert served.client.post("/events", json={"events": bought}, headers=AUTH).status_code == 200
+    refreshed = tmp_path / "refreshed"
+    done = cli(["refresh", "--run", str(served.run_dir), "--events", str(served.run_dir), "--out", str(refreshed),
+                "-q"], ray_head, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[0])["became_warm"] >= 1
+    warm = pd.read_parquet(refreshed / "item_segments.parquet").set_index("item_id").loc[cold_item, "segment"]
+    assert warm != "cold"
+
+    failures, answered, stop = [], [0], threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=served.url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/recommend", json={"user_id": buyers[0], "k": 5})
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                if response.status_code == 200:
+                    answered[0] += 1
+                else:
+                    failures.append(response.status_code)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        deploy(refreshed, recommender_options={"autoscaling_config": {"min_replicas": 2, "max_replicas": 2}})
+        wait_until(lambda: served.client.get("/metadata").json()["run_id"] == "refreshed", 120, "the new run")
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == [] and answered[0] > 10, failures[:5]
+    title = str(pd.read_parquet(refreshed / "catalog.parquet").set_index("item_id").loc[cold_item, "title"])
+    found = served.client.post("/search", json={"query": title, "k": 30}).json()["items"]
+    assert [i["segment"] for i in found if i["item_id"] == cold_item] == [warm]
+    history = served.client.get(f"/users/{buyers[0]}").json()["items"]
+    assert cold_item in [i["item_id"] for i in history]
 
 
 def test_recommend_command_imports_neither_serve_nor_fastapi():

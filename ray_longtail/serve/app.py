@@ -169,7 +169,7 @@ class RecommenderServer:
         self.clusters = browse.tail_clusters(self.rec, limit=MAX_CLUSTERS)
         self.added_files = {key: rec.added_log.listing() for key, rec in self.recs.items()}
         self.added_checked = time.monotonic()
-        self.metrics = ServeMetrics(self.rec.catalog_items.n_catalog)
+        self.metrics = ServeMetrics(self.rec.catalog_items.n_catalog, [v.name for v in self.variants])
 
     # ---------------------------------------------------------------- helpers
     async def _embed(self, texts: list[str]) -> np.ndarray:

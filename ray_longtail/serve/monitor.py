@@ -2,13 +2,13 @@
 Prometheus endpoint (`ray start --metrics-export-port`), with Serve's own tags (deployment, replica, application)
 added. Prometheus names carry Ray's `ray_` prefix:
 
-    ray_ray_longtail_requests_total{endpoint, variant, status}        requests by route template and HTTP status
-    ray_ray_longtail_request_latency_ms_bucket{endpoint, variant}     in-replica latency histogram (also _sum, _count)
-    ray_ray_longtail_recommendations_total{variant, cold_start}       /recommend answers (cold-start share)
-    ray_ray_longtail_served_items_total{variant, segment}             items shown (tail share = non-head / all)
-    ray_ray_longtail_catalog_coverage_1h{variant}                     share of the catalog shown in the last hour,
+    ray_longtail_requests_total{endpoint, variant, status}        requests by route template and HTTP status
+    ray_longtail_request_latency_ms_bucket{endpoint, variant}     in-replica latency histogram (also _sum, _count)
+    ray_longtail_recommendations_total{variant, cold_start}       /recommend answers (cold-start share)
+    ray_longtail_served_items_total{variant, segment}             items shown (tail share = non-head / all)
+    ray_longtail_catalog_coverage_1h{variant}                     share of the catalog shown in the last hour,
                                                                       per replica (take the max over replicas)
-    ray_ray_longtail_events_total{event, variant}                     feedback events accepted by POST /events
+    ray_longtail_events_total{event, variant}                     feedback events accepted by POST /events
 
 `RequestMetrics` is the ASGI middleware behind the first two (it sees every answer, 4xx included); `ServeMetrics`
 holds the domain series of one Recommender replica. Outside a Ray worker (plain unit tests) both record nothing.
@@ -16,13 +16,16 @@ holds the domain series of one Recommender replica. Outside a Ray worker (plain 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
+
+log = logging.getLogger(__name__)
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
 COVERAGE_WINDOW_S = 3600.0
 COVERAGE_UPDATE_S = 5.0
-PREFIX = "ray_longtail"
+PREFIX = "longtail"  # Ray prefixes "ray_": Prometheus sees ray_longtail_*
 VARIANT_STATE = "variant"  # request.state key a handler sets for RequestMetrics
 
 
@@ -58,7 +61,10 @@ class RequestMetrics:
         async def observed_send(message):
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
-                self._record(scope, status[0], start)
+                try:
+                    self._record(scope, status[0], start)
+                except Exception:  # noqa: BLE001 - a metrics failure must never fail the answer
+                    log.warning("request metrics not recorded", exc_info=True)
             await send(message)
 
         await self.app(scope, receive, observed_send)
@@ -73,10 +79,13 @@ class RequestMetrics:
 
 class ServeMetrics:
     """The domain series of one Recommender replica: what it shows (segments, cold starts, catalog coverage of the
-    last hour) and the feedback it accepts. `n_catalog`: items the coverage is a share of."""
+    last hour) and the feedback it accepts. `n_catalog`: items the coverage is a share of; `variants`: the app's
+    arm names (an event's variant is client input: any other value is counted as `other`, so clients cannot grow
+    the number of series)."""
 
-    def __init__(self, n_catalog: int):
+    def __init__(self, n_catalog: int, variants: list[str]):
         self.n_catalog = max(int(n_catalog), 1)
+        self.variants = frozenset(variants)
         self.last_shown: dict[str, dict[str, float]] = {}
         self.coverage_updated = 0.0
         self.enabled = _in_ray_worker()
@@ -118,5 +127,7 @@ class ServeMetrics:
     def accepted(self, events: list[dict]) -> None:
         if not self.enabled:
             return
-        for (event, variant), count in Counter((e["event"], e.get("variant") or "-") for e in events).items():
+        arms = Counter((e["event"], e.get("variant") if e.get("variant") in self.variants else
+                        "other" if e.get("variant") else "-") for e in events)
+        for (event, variant), count in arms.items():
             self.events.inc(count, tags={"event": event, "variant": variant})
