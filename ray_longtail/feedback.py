@@ -97,6 +97,7 @@ def refresh_run(run: str, events: str, out: str | None = None,
     """A new run next to `run` (or at `out`) serving `run`'s model over its history plus the events of `events`
     (module docstring). Returns (the new run's store, the summary also written to its metrics.json `refresh`)."""
     from ray_longtail.pipeline import RunContext
+    from ray_longtail.runtime import ray_session
 
     start = time.perf_counter()
     base = open_run_store(run)
@@ -115,7 +116,9 @@ def refresh_run(run: str, events: str, out: str | None = None,
     target = _new_store(base, out)
     copied = copy_run(base, target, REFRESHED)
     target.write_table(FEEDBACK, folded)
-    summary = refit(RunContext(config, target), base) | {
+    with ray_session(config.ray):  # the serving lists of a large run are scored on Ray Data
+        refitted = refit(RunContext(config, target), base)
+    summary = refitted | {
         "from_run": base.uri, "events": report, "feedback_rows": int(len(folded)), "files_copied": copied}
     target.update_manifest(refreshed_from=base.uri, feedback={"uri": store.uri,
                                                               **file_fingerprint(store.uri)})
