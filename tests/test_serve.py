@@ -111,6 +111,26 @@ def test_build_app_rejects_bad_args(tmp_path):
         build_app({"run": str(tmp_path / "nothing")})
 
 
+def test_variants_are_checked_when_the_app_is_built(pipeline_run, tmp_path):
+    """Bad variants fail in the driver, before any replica starts; a variant's run must share the encoder."""
+    from ray_longtail.serve.app import build_app
+
+    _, _, source = pipeline_run
+    other = tmp_path / "other"
+    shutil.copytree(source, other, ignore=shutil.ignore_patterns("added_items", "events"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["config"]["embed"]["model"] = "hashing"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    arms = [{"name": "a", "share": 1}, {"name": "b", "share": 1, "run": str(other)}]
+    with pytest.raises(UserError, match="variants must share the encoder"):
+        build_app({"run": str(source), "variants": arms})
+    with pytest.raises(UserError, match="rerank_method"):
+        build_app({"run": str(source), "variants": [{"name": "a", "share": 1, "rerank_method": "best"}]})
+    with pytest.raises(UserError, match="not a ray_longtail run"):
+        build_app({"run": str(source), "variants": [{"name": "a", "share": 1, "run": str(tmp_path / "none")}]})
+    assert build_app({"run": str(source), "variants": [{"name": "a", "share": 2, "run": str(source)}]}) is not None
+
+
 def test_serve_config_yaml_is_a_valid_serve_config():
     from ray.serve.schema import ServeDeploySchema
 
