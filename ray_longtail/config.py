@@ -253,6 +253,7 @@ class ServeConfig:
     # history users (most recently active first) whose ranked candidates the `serving` stage precomputes; a known
     # user's request then only re-ranks. ~1.8 KB each in every Recommender replica (180 MB per 10^5 users)
     precompute_users: int = number(100_000, ge=0)
+    precompute_days: float | None = number(365.0, gt=0)  # only users active within this many days; None = any
     precompute_chunk_users: int = number(20_000, gt=0)  # users per chunk of that stage (bounds its memory)
     precompute_ray_users: int = number(10_000, ge=0)  # smaller chunks run in process (a pool's start-up costs more)
     cache_users: int = number(50_000, ge=0)  # LRU of on-demand ranked candidates per replica (users not precomputed)

@@ -57,6 +57,8 @@ def make_run_id(config: Config) -> str:
     for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
         resolved.pop(key)
     resolved["serve"] = {"precompute_users": config.serve.precompute_users}  # the rest only configures the server
+    if config.serve.precompute_days is not None:
+        resolved["serve"]["precompute_days"] = config.serve.precompute_days
     if not config.feedback.events:  # no events folded: the same run as before the feedback section existed
         resolved.pop("feedback")
     fingerprints = [file_fingerprint(items)["sha256_sampled"], file_fingerprint(interactions)["sha256_sampled"]]

@@ -19,18 +19,24 @@ import pandas as pd
 import pyarrow as pa
 
 from ray_longtail.data import schema as S
-from ray_longtail.history import History
+from ray_longtail.history import DAY, History
 from ray_longtail.scoring import RankedCandidates
 
 _META = b"ray_longtail"
 
 
-def serving_users(history: History, limit: int) -> np.ndarray:
-    """Indices (ascending) of the `limit` most recently active history users (ties: lower index)."""
-    if limit >= history.n_users:
-        return np.arange(history.n_users)
+def serving_users(history: History, limit: int, active_days: float | None = None) -> np.ndarray:
+    """Indices (ascending) of the `limit` most recently active history users (ties: lower index), only those
+    active within `active_days` before the history's end when given: a shop with a years-long log holds many
+    users who left long ago, and each precomputed user costs the batch job a few ms (the rest are computed on
+    their first request)."""
     last = np.asarray(history.last_ts.max(axis=1).todense()).ravel()
-    return np.sort(np.argsort(-last, kind="stable")[:limit])
+    recent = np.ones(history.n_users, bool) if active_days is None else \
+        last >= history.end_ts - active_days * DAY
+    if limit >= int(recent.sum()):
+        return np.flatnonzero(recent)
+    order = np.argsort(-last, kind="stable")
+    return np.sort(order[recent[order]][:limit])
 
 
 def _exact_float32(values: np.ndarray) -> np.ndarray:

@@ -259,7 +259,7 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
     on Ray Data actor pools for chunks of at least `serve.precompute_ray_users` users."""
     config = ctx.config
     phase = ctx.phase("eval")
-    users = serving_users(phase.history, config.serve.precompute_users)
+    users = serving_users(phase.history, config.serve.precompute_users, config.serve.precompute_days)
     scorer_name, _ = final_choice(ctx)
     scorer, builder = ctx.scorer(scorer_name), ctx.builder("eval")
     sources = ctx.store.read_pickle(SOURCES_ARTIFACT)

@@ -36,6 +36,9 @@ def test_serving_users_are_the_most_recently_active():
     assert serving_users(history, 10).tolist() == [0, 1, 2, 3]
     assert serving_users(history, 2).tolist() == sorted(history.user_index(["a", "c"]).tolist())
     assert serving_users(history, 0).tolist() == []
+    # the history ends at 100 s: a (50) and c (40) were active within 70 s of it, b (20) and d (5) were not
+    assert serving_users(history, 10, active_days=70 / 86400).tolist() == sorted(history.user_index(["a", "c"]))
+    assert serving_users(history, 1, active_days=70 / 86400).tolist() == history.user_index(["a"]).tolist()
 
 
 def test_table_round_trips_ranked_candidates_exactly(tmp_path):
