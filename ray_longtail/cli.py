@@ -9,9 +9,9 @@ import sys
 from ray_longtail.config import FEEDBACK_EVENT_TYPES, Config, load_config
 from ray_longtail.errors import UserError
 
-STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "embed": "embed", "discover": "discover",
-                  "profile": "profile", "retrieve": "retrieve", "features": "features", "train": "rank",
-                  "precompute": "serving", "evaluate": "evaluate", "run": None}
+STAGE_COMMANDS = {"ingest": "ingest", "split": "split", "finetune": "finetune", "embed": "embed",
+                  "discover": "discover", "profile": "profile", "retrieve": "retrieve", "features": "features",
+                  "train": "rank", "precompute": "serving", "evaluate": "evaluate", "run": None}
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     common = common_parser()
     helps = {"run": "the whole pipeline", "ingest": "read, validate and clean the inputs",
-             "split": "temporal train/valid/test split", "embed": "item embeddings on Ray Data",
+             "split": "temporal train/valid/test split",
+             "finetune": "contrastive fine-tuning of the encoder on co-interactions (Ray Train)",
+             "embed": "item embeddings on Ray Data",
              "discover": "popularity segments and embedding clusters", "profile": "user vectors",
              "retrieve": "multi-source candidates", "features": "ranker features per (user, candidate)",
              "train": "learning-to-rank with Ray Train",

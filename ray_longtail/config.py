@@ -139,6 +139,23 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    enabled: bool = False  # fine-tune the encoder on co-interactions before embedding (finetune.py)
+    window_days: float = number(30.0, gt=0)  # consecutive items of a user this close in time form a positive pair
+    max_pairs: int = number(20_000, gt=0)  # a seeded sample when there are more
+    holdout_share: float = number(0.1, ge=0, lt=1)  # pairs held out to report the contrastive loss on
+    epochs: int = number(1, gt=0)
+    batch_size: int = number(32, gt=1)  # pairs per step and worker (in-batch negatives: batch_size - 1)
+    learning_rate: float = number(2e-5, gt=0)
+    temperature: float = number(0.05, gt=0)
+    logq_correction: bool = True  # subtract log popularity from in-batch logits (tail items are not pushed aside)
+    num_workers: int = number(2, gt=0)  # Ray Train DDP workers
+    cpus_per_worker: float = number(0.5, gt=0)
+    use_gpu: bool = False  # one GPU per worker, bf16 autocast
+    max_failures: int = number(2, ge=0)  # worker failures survived (resumed from the last epoch's checkpoint)
+
+
+@dataclass(frozen=True)
 class EmbedConfig:
     model: str = "sentence-transformers/all-MiniLM-L6-v2"  # or a local path, or "hashing" (weight-free, CPU-fast)
     text_fields: list[str] = field(default_factory=lambda: ["title", "category", "brand", "description"])
@@ -149,6 +166,7 @@ class EmbedConfig:
     cpus_per_actor: float = number(2.0, gt=0)  # capped at the largest node's CPUs
     num_gpus_per_actor: float = number(0.0, ge=0)  # > 0 puts actors on GPUs (fp16); "auto" behaviour via device
     device: str = choice("auto", EMBED_DEVICES)  # auto | cpu | cuda | cuda:<n>
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 @dataclass(frozen=True)

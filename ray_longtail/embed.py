@@ -177,9 +177,12 @@ def actor_cpus(requested: float) -> float:
     return float(min(requested, max(largest, 1.0)))
 
 
-def embed_items(catalog: pd.DataFrame, config: EmbedConfig) -> pa.Table:
-    """Embed every catalog item on a Ray Data actor pool. Returns the (item_id, vector) table in catalog order."""
+def embed_items(catalog: pd.DataFrame, config: EmbedConfig, model: str | None = None) -> pa.Table:
+    """Embed every catalog item on a Ray Data actor pool with `model` (default `config.model`; a run's fine-tuned
+    encoder folder). Returns the (item_id, vector) table in catalog order."""
     import ray
+
+    model = model or config.model
 
     texts = item_texts(catalog, config.text_fields)
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
@@ -188,13 +191,13 @@ def embed_items(catalog: pd.DataFrame, config: EmbedConfig) -> pa.Table:
     num_gpus = gpu_actor_share(config, ray.cluster_resources().get("GPU", 0.0))
     device = "cuda" if num_gpus > 0 else ("cpu" if config.device == "auto" else config.device)
     actors = max(1, min(config.num_actors, -(-len(frame) // config.block_size)))
-    log.info("embedding %d items on %d actor(s) (%s, model %s)", len(frame), actors, device, config.model)
+    log.info("embedding %d items on %d actor(s) (%s, model %s)", len(frame), actors, device, model)
     blocks = [frame.iloc[i:i + config.block_size] for i in range(0, len(frame), config.block_size)]
     dataset = ray.data.from_pandas(blocks)
     resources = {"num_cpus": actor_cpus(config.cpus_per_actor)} | ({"num_gpus": num_gpus} if num_gpus > 0 else {})
     embedded = dataset.map_batches(
         EmbedBatch,
-        fn_constructor_kwargs={"model": config.model, "max_length": config.max_length,
+        fn_constructor_kwargs={"model": model, "max_length": config.max_length,
                                "batch_size": config.batch_size, "device": device},
         batch_size=config.block_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors), **resources,

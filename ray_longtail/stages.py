@@ -77,12 +77,35 @@ def stage_split(ctx: RunContext) -> dict[str, Any]:
     return {name: len(frame) for name, frame in parts.items()} | cuts.__dict__
 
 
+def stage_finetune(ctx: RunContext) -> dict[str, Any]:
+    """The encoder fine-tuned on the train split's co-interactions (`finetune.py`), or a marker saying why not."""
+    import tempfile
+
+    from ray_longtail.finetune import ENCODER_DIR, finetune_encoder
+
+    config = ctx.config
+    if not config.embed.finetune.enabled or config.embed.model == "hashing":
+        why = "embed.finetune.enabled is false" if not config.embed.finetune.enabled else "the hashing encoder"
+        ctx.store.write_bytes("encoder/_SUCCESS", f"not fine-tuned: {why}".encode())
+        return {"finetune": f"skipped ({why})"}
+    with tempfile.TemporaryDirectory(prefix="ray_longtail_encoder_") as folder:
+        summary = finetune_encoder(ctx.table("catalog.parquet"), ctx.table("split/train.parquet"),
+                                   ctx.cuts().cut_valid, config, folder)
+        ctx.store.upload_dir(ENCODER_DIR, folder)
+    ctx.store.write_json("encoder/finetune.json", summary)
+    ctx.store.write_bytes("encoder/_SUCCESS", b"fine-tuned")
+    losses = [h["holdout_loss"] for h in summary["history"]]
+    return {"pairs": summary["train_pairs"], "holdout_loss_before": round(losses[0], 4),
+            "holdout_loss_after": round(losses[-1], 4), "pairs_per_s": summary["pairs_per_s"]}
+
+
 def stage_embed(ctx: RunContext) -> dict[str, Any]:
     from ray_longtail.embed import embed_items
+    from ray_longtail.finetune import tuned_encoder_path
 
     catalog = ctx.table("catalog.parquet")
     start = time.perf_counter()
-    table = embed_items(catalog, ctx.config.embed)
+    table = embed_items(catalog, ctx.config.embed, model=tuned_encoder_path(ctx.store))
     seconds = time.perf_counter() - start
     ctx.store.write_table("item_embeddings.parquet", table)
     return {"items": table.num_rows, "dim": table.column(S.VECTOR).type.list_size,

@@ -125,11 +125,15 @@ class Encoder:
     the weight-free `hashing` encoder, exactly as the batch embed stage built it). Single texts
     are batched across concurrent requests (`embed`); whole lists go through `embed_many`."""
 
-    def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1):
+    def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
+                 run: str | None = None):
         from ray_longtail.embed import make_encoder
+        from ray_longtail.finetune import tuned_encoder_path
 
-        self.encoder = make_encoder(model, max_length=max_length, device=device, num_threads=num_threads or None)
-        self.model = model
+        tuned = tuned_encoder_path(open_run_store(run)) if run else None  # a run's fine-tuned encoder wins
+        self.encoder = make_encoder(tuned or model, max_length=max_length, device=device,
+                                    num_threads=num_threads or None)
+        self.model = f"{model} (fine-tuned in the run)" if tuned else model
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
@@ -341,7 +345,7 @@ def build_app(args: dict[str, Any]):
         else RecommenderServer
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
     return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                              int(args.get("encoder_threads", 1))), overrides,
+                                              int(args.get("encoder_threads", 1)), run), overrides,
                             token_digest(config.serve.api_token_env), variants)
 
 
@@ -356,10 +360,12 @@ def variant_args(raw: list[dict] | None, run: str, overrides: list[str], config)
         variant_run = resolve_run(variant.run) if variant.run else None
         if variant_run and variant_run != run:
             embed = run_config(variant_run, overrides).embed
-            if (embed.model, embed.max_length) != (config.embed.model, config.embed.max_length):
+            tuned = {r: open_run_store(r).dir_complete("encoder/model") for r in (run, variant_run)}
+            if (embed.model, embed.max_length) != (config.embed.model, config.embed.max_length) or any(tuned.values()):
                 raise UserError(f"variant {variant.name!r}: its run {variant_run} embeds with {embed.model} "
                                 f"(max_length {embed.max_length}), the app's run with {config.embed.model} "
-                                f"(max_length {config.embed.max_length}); variants must share the encoder")
+                                f"(max_length {config.embed.max_length}), fine-tuned in the run: {tuned}; "
+                                "variants must share the encoder")
         resolved.append({**variant.describe(run), "run": variant_run})
     return resolved
 
