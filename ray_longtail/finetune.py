@@ -148,7 +148,7 @@ def train_fn_per_worker(cfg: dict) -> None:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         model.eval()
         metrics = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan")}
         with tempfile.TemporaryDirectory() as folder:
