@@ -27,6 +27,7 @@ EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in
 # higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # exponent notation without a dot
 _CHECK = "ray_longtail.check"  # dataclass field metadata key holding a _Choice or _Range
 
 
@@ -374,6 +375,8 @@ def _check_value(key: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"config key {key!r} expects an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):  # YAML 1.1 reads 5e-5 as a string
             return float(value)
         raise ConfigError(f"config key {key!r} expects a number, got {value!r}")
     if tp is str:

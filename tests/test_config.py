@@ -144,3 +144,10 @@ def test_invalid_value_error_survives_pickling():
 def test_number_rejects_two_bounds_on_one_side():
     with pytest.raises(ValueError):
         number(1, ge=0, gt=0)
+
+
+def test_exponent_notation_without_a_dot_is_a_number():
+    """PyYAML (YAML 1.1) reads `5e-5` as a string; a float key takes it as the number it means."""
+    assert load_config(overrides=["embed.finetune.learning_rate=5e-5"]).embed.finetune.learning_rate == 5e-5
+    with pytest.raises(ConfigError, match="expects a number"):
+        load_config(overrides=["embed.finetune.learning_rate=5e-5x"])
