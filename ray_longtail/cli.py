@@ -107,6 +107,14 @@ def add_loop_commands(commands) -> None:
     replay.add_argument("--concurrency", type=int, default=4, help="parallel requests (default: 4)")
     replay.add_argument("--token-env", metavar="VAR", help="environment variable with the app's write token")
     replay.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
+    enrich = commands.add_parser("enrich", help="predict the empty categories of a catalog from its item texts "
+                                                "(cross-validated against the majority class)")
+    enrich.add_argument("--items", required=True, help="catalog file or URI (Parquet/CSV)")
+    enrich.add_argument("--out", required=True, help="output Parquet: item_id, category, category_inferred, "
+                                                     "category_confidence, category_source")
+    enrich.add_argument("--config", help="YAML config (embed.model, discover.enrich_*)")
+    enrich.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    enrich.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
     report = commands.add_parser("ab-report", help="per-variant CTR, conversion, tail share and revenue of logged "
                                                    "events, with confidence intervals and significance tests")
     report.add_argument("--events", required=True, metavar="STORE", help="events store (run folder or folder/URI)")
@@ -218,7 +226,17 @@ def ab_report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-LOOP_COMMANDS = {"refresh": refresh_command, "replay": replay_command, "ab-report": ab_report_command}
+def enrich_command(args: argparse.Namespace) -> int:
+    import json
+
+    from ray_longtail.enrich import enrich_file
+
+    print(json.dumps(enrich_file(args.items, args.out, load_config(args.config, overrides=args.overrides))))
+    return 0
+
+
+LOOP_COMMANDS = {"refresh": refresh_command, "replay": replay_command, "ab-report": ab_report_command,
+                 "enrich": enrich_command}
 
 
 if __name__ == "__main__":

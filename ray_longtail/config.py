@@ -176,6 +176,9 @@ class DiscoverConfig:
     n_clusters: int = number(32, gt=0)
     label_terms: int = number(4, gt=0)
     seed: int = number(0, ge=0)
+    enrich_categories: bool = True  # predict empty categories from embeddings (enrich.py) when some are given
+    enrich_min_confidence: float = number(0.6, ge=0, le=1)  # below: the prediction is reported, not used
+    enrich_min_class_items: int = number(5, gt=1)  # categories with fewer labelled items are not predicted
 
 
 @dataclass(frozen=True)

@@ -137,8 +137,9 @@ def refit(ctx, base: RunStore) -> dict[str, Any]:
     sources = fit_sources(make_sources(config.retrieve, stages.fitted_source_names(config), config.seed),
                           phase.history, phase.context)
     ctx.store.write_pickle(SOURCES_ARTIFACT, sources)
-    old = base.read_table("item_segments.parquet")
-    ctx.store.write_table("item_segments.parquet", phase.segments.assign(**{S.CLUSTER: old[S.CLUSTER].to_numpy()}))
+    old = base.read_table("item_segments.parquet")  # clusters and enrichment stay; popularity and segments move
+    ctx.store.write_table("item_segments.parquet", old.assign(**{S.POPULARITY: phase.segments[S.POPULARITY].to_numpy(),
+                                                                 S.SEGMENT: phase.segments[S.SEGMENT].to_numpy()}))
     warm = old[S.ITEM_ID][(old[S.SEGMENT] == S.COLD).to_numpy() & (phase.segments[S.SEGMENT] != S.COLD).to_numpy()]
     serving = stages.stage_serving(ctx)
     counts = phase.segments[S.SEGMENT].value_counts()

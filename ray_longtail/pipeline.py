@@ -38,6 +38,7 @@ from ray_longtail.artifacts import (
 from ray_longtail.config import Config, config_to_dict
 from ray_longtail.data import schema as S
 from ray_longtail.data.split import Cuts
+from ray_longtail.enrich import feature_catalog
 from ray_longtail.errors import UserError
 from ray_longtail.features import FeatureBuilder
 from ray_longtail.phase import Phase, fold_names, load_phase, read_catalog_ids, read_item_vectors
@@ -91,6 +92,12 @@ class RunContext:
         if name not in self._tables:
             self._tables[name] = self.store.read_table(name)
         return self._tables[name]
+
+    def feature_catalog(self) -> pd.DataFrame:
+        """The catalog with confidently inferred categories in its empty ones (`enrich.feature_catalog`)."""
+        segments = self.store.read_table("item_segments.parquet") if self.store.exists("item_segments.parquet") \
+            else None
+        return feature_catalog(self.table("catalog.parquet"), segments)
 
     def cuts(self) -> Cuts:
         return Cuts(**self.store.read_json("split/cuts.json"))
@@ -155,7 +162,7 @@ class RunContext:
     def builder(self, phase_name: str) -> FeatureBuilder:
         """The phase's fitted FeatureBuilder."""
         if phase_name not in self._builders:
-            self._builders[phase_name] = fit_feature_builder(self.phase(phase_name), self.table("catalog.parquet"),
+            self._builders[phase_name] = fit_feature_builder(self.phase(phase_name), self.feature_catalog(),
                                                              self.config)
         return self._builders[phase_name]
 
@@ -349,4 +356,4 @@ def trial_data(ctx: RunContext):
         folds.append(TrialFold(phase=ctx.phase(name), candidates=ctx.candidates(name), train_users=train_users,
                                holdout_users=holdout))
     floor, _ = tail_floor([(restrict_phase(f.phase, f.holdout_users), f.candidates) for f in folds], ctx.config)
-    return TrialData(config=ctx.config, catalog=ctx.table("catalog.parquet"), folds=tuple(folds), floor=floor)
+    return TrialData(config=ctx.config, catalog=ctx.feature_catalog(), folds=tuple(folds), floor=floor)

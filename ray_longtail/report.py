@@ -141,6 +141,25 @@ def selection_section(selection: dict | None) -> list[Section]:
                     f"{selection['holdout_users']} users.", [options], highlight=(selection["scorer"],))]
 
 
+def enrichment_section(enrichment: dict | None) -> list[Section]:
+    """Catalog enrichment's cross-validated quality against the majority class (`enrich.py`), or why it did not run."""
+    if not enrichment:
+        return []
+    if "cv" not in enrichment:
+        return [Section("Catalog enrichment (categories)", f"Not run: {enrichment.get('skipped')} "
+                        f"({enrichment['labelled']} items with a category, {enrichment['empty']} without).")]
+    cv = enrichment["cv"]
+    table = pd.DataFrame({"accuracy": [cv["accuracy"], cv["majority_accuracy"]],
+                          "macro_f1": [cv["macro_f1"], cv["majority_macro_f1"]]},
+                         index=pd.Index(["classifier (embeddings without the category text)", "majority class"],
+                                        name=f"{cv['folds']}-fold cross-validation"))
+    return [Section("Catalog enrichment (categories)",
+                    f"{enrichment['empty']} items had no category; {enrichment['inferred']} got one predicted with "
+                    f"confidence >= {enrichment['min_confidence']} (used by the category feature, marked "
+                    f"`inferred` in item_segments.parquet). Trained on {cv['items']} labelled items in "
+                    f"{cv['classes']} categories.", [table])]
+
+
 def report_sections(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFrame]) -> list[Section]:
     """What the report says, in order (rendered as report.md and report.html)."""
     phase, k = ctx.phase("eval"), 10
@@ -169,6 +188,8 @@ def report_sections(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.Dat
         importance = ctx.store.read_json("ranker/importance.json")
         sections.append(Section("Ranker feature importance", "Total gain per feature in the XGBoost ranker.",
                                 plots=[("plots/feature_importance.png", importance_plot(importance))]))
+    sections += enrichment_section(ctx.store.read_json("enrichment.json") if ctx.store.exists("enrichment.json")
+                                   else None)
     sections += [
         Section("Long-tail discovery: largest tail-heavy clusters",
                 pre=discovery_summary(ctx.table("clusters.parquet"))),

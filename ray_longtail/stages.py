@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from ray_longtail import scoring
@@ -26,10 +27,12 @@ from ray_longtail.data.ingest import ingest
 from ray_longtail.data.split import compute_cuts, temporal_split
 from ray_longtail.discover import cluster_items, cluster_labels, cluster_table
 from ray_longtail.embed import item_texts
+from ray_longtail.enrich import enrich_categories
 from ray_longtail.errors import UserError
 from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, recommendations_frame, system_metrics
 from ray_longtail.features import attach_labels, features_on_ray
 from ray_longtail.feedback import with_feedback
+from ray_longtail.finetune import tuned_encoder_path
 from ray_longtail.precompute import ranked_table, serving_users
 from ray_longtail.profile import profiles_table
 from ray_longtail.progress import Progress
@@ -101,7 +104,6 @@ def stage_finetune(ctx: RunContext) -> dict[str, Any]:
 
 def stage_embed(ctx: RunContext) -> dict[str, Any]:
     from ray_longtail.embed import embed_items
-    from ray_longtail.finetune import tuned_encoder_path
 
     catalog = ctx.table("catalog.parquet")
     start = time.perf_counter()
@@ -117,14 +119,18 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     catalog = ctx.table("catalog.parquet")
     labels, _ = cluster_items(ctx.vectors(), config.discover.n_clusters, seed=config.discover.seed)
     phase = ctx.phase("eval")
-    segments = phase.segments.assign(**{S.CLUSTER: labels})
+    enriched, enrichment = enrich_categories(catalog, ctx.vectors(), config, tuned_encoder_path(ctx.store))
+    segments = pd.concat([phase.segments.assign(**{S.CLUSTER: labels}), enriched.set_index(phase.segments.index)],
+                         axis=1)
+    ctx.store.write_json("enrichment.json", enrichment)
     names = cluster_labels(item_texts(catalog, config.embed.text_fields), labels, config.discover.label_terms)
     clusters = cluster_table(phase.segments, labels, names)
     ctx.store.write_table("item_segments.parquet", segments)
     ctx.store.write_table("clusters.parquet", clusters)
     ctx.forget_phases()
     counts = segments[S.SEGMENT].value_counts().to_dict()
-    return {"clusters": int(clusters.shape[0]), **{k: int(v) for k, v in counts.items()}}
+    return {"clusters": int(clusters.shape[0]), **{k: int(v) for k, v in counts.items()},
+            "categories_inferred": enrichment.get("inferred", 0)}
 
 
 def stage_profile(ctx: RunContext) -> dict[str, Any]:

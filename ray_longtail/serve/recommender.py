@@ -24,6 +24,7 @@ from ray_longtail import scoring
 from ray_longtail.artifacts import ADDED, SERVING_LISTS, SOURCES_ARTIFACT, RunStore, open_run_store
 from ray_longtail.config import RERANK_METHODS, Config, load_config
 from ray_longtail.data import schema as S
+from ray_longtail.enrich import feature_catalog
 from ray_longtail.errors import UserError
 from ray_longtail.history import History
 from ray_longtail.phase import Phase, load_phase
@@ -80,7 +81,9 @@ class ServedRun:
         else:
             scorer = scoring.selection_options(config, None)[name]
         return cls(store=store, config=config, phase=phase, sources=store.read_pickle(SOURCES_ARTIFACT),
-                   builder=scoring.fit_feature_builder(phase, catalog, config), scorer=scorer, catalog=catalog,
+                   builder=scoring.fit_feature_builder(
+                       phase, feature_catalog(catalog, store.read_table("item_segments.parquet")), config),
+                   scorer=scorer, catalog=catalog,
                    default_tail_weight=float(info["tail_weight"]),
                    precomputed=PrecomputedLists.from_table(store.read_arrow(SERVING_LISTS), phase.history)
                    if store.exists(SERVING_LISTS) else None)
