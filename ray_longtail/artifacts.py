@@ -246,12 +246,17 @@ def features_artifact(phase: str) -> str:
     return FEATURES.get(phase, f"{phase}/features.parquet")
 
 
+def split_uri(uri: str) -> tuple[str, str]:
+    """A folder path or URI -> (its parent, keeping a URI's ?query options, its name): what RunStore takes."""
+    base, sep, query = str(uri).partition("?")
+    base = base.rstrip("/")
+    parent, name = base.rsplit("/", 1) if "/" in base else (".", base)
+    return parent + sep + query, name
+
+
 def open_run_store(run: str) -> RunStore:
     """A run folder path or URI (an s3:// URI may carry ?query options) -> its RunStore."""
-    base, sep, query = run.partition("?")
-    base = base.rstrip("/")
-    artifacts, run_id = base.rsplit("/", 1) if "/" in base else (".", base)
-    store = RunStore(artifacts + sep + query, run_id)
+    store = RunStore(*split_uri(run))
     if not store.exists(MANIFEST):
         raise UserError(f"{run} is not a ray_longtail run folder (no manifest.json)")
     return store

@@ -32,6 +32,7 @@ from ray_longtail.artifacts import (
     RunStore,
     file_fingerprint,
     open_run_store,
+    split_uri,
 )
 from ray_longtail.config import Config, DataConfig, load_config
 from ray_longtail.data import schema as S
@@ -151,8 +152,7 @@ def refit(ctx, base: RunStore) -> dict[str, Any]:
 def _new_store(base: RunStore, out: str | None) -> RunStore:
     """`out` (a new folder or URI), else `<artifacts>/<run_id>-refresh-<UTC time>` next to the base run."""
     if out:
-        uri = out.rstrip("/")
-        artifacts, run_id = uri.rsplit("/", 1) if "/" in uri else (".", uri)
+        artifacts, run_id = split_uri(out)
     else:
         artifacts, run_id = base.artifacts, f"{base.run_id}-refresh-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     store = RunStore(artifacts, run_id)

@@ -32,6 +32,7 @@ from ray.serve.handle import DeploymentHandle
 from ray_longtail import __version__
 from ray_longtail.artifacts import open_run_store, resolve_run
 from ray_longtail.errors import StorageError, UserError
+from ray_longtail.finetune import ENCODER_DIR
 from ray_longtail.serve import browse
 from ray_longtail.serve.events import EventLog, open_events
 from ray_longtail.serve.http import (
@@ -360,7 +361,7 @@ def variant_args(raw: list[dict] | None, run: str, overrides: list[str], config)
         variant_run = resolve_run(variant.run) if variant.run else None
         if variant_run and variant_run != run:
             embed = run_config(variant_run, overrides).embed
-            tuned = {r: open_run_store(r).dir_complete("encoder/model") for r in (run, variant_run)}
+            tuned = {r: open_run_store(r).dir_complete(ENCODER_DIR) for r in (run, variant_run)}
             if (embed.model, embed.max_length) != (config.embed.model, config.embed.max_length) or any(tuned.values()):
                 raise UserError(f"variant {variant.name!r}: its run {variant_run} embeds with {embed.model} "
                                 f"(max_length {embed.max_length}), the app's run with {config.embed.model} "

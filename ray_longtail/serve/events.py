@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ray_longtail.artifacts import MANIFEST, RunStore, resolve_filesystem
+from ray_longtail.artifacts import MANIFEST, RunStore, join_uri, resolve_filesystem, split_uri
 from ray_longtail.config import FEEDBACK_EVENT_TYPES
 from ray_longtail.errors import UserError
 
@@ -31,7 +31,7 @@ class EventLog:
     def __init__(self, store: RunStore, folder: str = EVENTS):
         self.store = store
         self.folder = folder
-        self.uri = store.uri if not folder else f"{store.uri}/{folder}"
+        self.uri = join_uri(store.uri, folder) if folder else store.uri
 
     def _name(self, segment: str) -> str:
         return f"{self.folder}/{segment}" if self.folder else segment
@@ -60,13 +60,10 @@ class EventLog:
 def open_events(uri: str, create: bool = False) -> EventLog:
     """The events store at `uri`: a run folder (its `events/`) or a folder of segments (local or a pyarrow URI).
     A folder that does not exist is an error unless `create` (the app creates its store on first write)."""
-    base, sep, query = str(uri).partition("?")
-    base = base.rstrip("/")
-    parent, name = base.rsplit("/", 1) if "/" in base else (".", base)
-    fs, path = resolve_filesystem(base + sep + query)
+    fs, path = resolve_filesystem(str(uri).rstrip("/"))
     if not create and fs.get_file_info(path).type == pafs.FileType.NotFound:
         raise UserError(f"no events store at {uri}: give a run folder (its events/) or a folder of event segments")
-    store = RunStore(parent + sep + query, name)
+    store = RunStore(*split_uri(uri))
     if store.exists(MANIFEST):
         return EventLog(store, EVENTS)
     return EventLog(store, "")
