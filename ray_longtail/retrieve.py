@@ -20,18 +20,23 @@ LONG_COLUMNS = ("user", "item", "source", "score", "rank")
 def batch_candidates(sources: list[CandidateSource], batch: UserBatch, n: int, exclude_seen: bool = True,
                      user_labels: np.ndarray | None = None) -> pd.DataFrame:
     """Long frame (user, item, source, score, rank) of every source's top-n for one batch; `user` is
-    `user_labels` (default: the batch's `users`) of each row."""
+    `user_labels` (default: the batch's `users`) of each row. Built as one frame: pandas spends ~1 ms on each
+    frame it builds, which a frame per source made most of an ad-hoc serving request's time."""
     labels = batch.users if user_labels is None else np.asarray(user_labels, dtype=np.int64)
-    frames = []
+    if not sources:
+        return empty_long()
+    parts = []
     for source in sources:
         items, scores = source.candidates(batch, n, exclude_seen=exclude_seen)
-        valid = items >= 0
-        rows = np.nonzero(valid)
-        frames.append(pd.DataFrame({
-            "user": labels[rows[0]].astype(np.int64), "item": items[valid].astype(np.int64),
-            "source": source.name, "score": scores[valid].astype(np.float32),
-            "rank": (rows[1] + 1).astype(np.int32)}))
-    return pd.concat(frames, ignore_index=True) if frames else empty_long()
+        rows, cols = np.nonzero(items >= 0)
+        parts.append((rows, items[rows, cols], scores[rows, cols], cols))
+    counts = [len(rows) for rows, *_ in parts]
+    return pd.DataFrame({
+        "user": labels[np.concatenate([p[0] for p in parts])].astype(np.int64),
+        "item": np.concatenate([p[1] for p in parts]).astype(np.int64),
+        "source": np.repeat(np.asarray([s.name for s in sources], dtype=object), counts),
+        "score": np.concatenate([p[2] for p in parts]).astype(np.float32),
+        "rank": (np.concatenate([p[3] for p in parts]) + 1).astype(np.int32)})
 
 
 def empty_long() -> pd.DataFrame:

@@ -48,7 +48,8 @@ def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.D
 def union_wide(candidates: pd.DataFrame, config: Config) -> pd.DataFrame:
     """The candidate union of the configured sources (top n_per_source each), one row per (user, item)."""
     sources, n = config.retrieve.sources, config.retrieve.n_per_source
-    union = candidates[candidates["source"].isin(sources) & (candidates["rank"] <= n)]
+    keep = np.isin(candidates["source"].to_numpy(dtype=object), sources) & (candidates["rank"].to_numpy() <= n)
+    union = candidates[keep]
     return wide_candidates(union, sources, n)
 
 
