@@ -261,6 +261,17 @@ class Recommender:
         self.method_configs = {method: dataclasses.replace(self.config, rerank=dataclasses.replace(
             self.config.rerank, method=method)) for method in RERANK_METHODS}
         self._use_added(self.added_log.load())
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Answer one ad-hoc and one similar-item request before serving: a process's first request on those paths
+        otherwise pays torch's import and other first-call costs (2.4 s measured), and on a replica's event loop
+        every request queued behind it waits too (the whole p99 of a minute under load came from that)."""
+        binary = self.run.phase.history.binary
+        user = int(np.argmax(np.diff(binary.indptr)))
+        recent = [str(self.catalog_items.ids[i]) for i in binary.indices[binary.indptr[user]: binary.indptr[user + 1]]]
+        self.recommend(user_id=None, k=10, recent_items=recent[-20:] or [str(self.catalog_items.ids[0])])
+        self.similar(item_id=str(self.catalog_items.ids[0]), k=10)
 
     def _use_added(self, added: pd.DataFrame) -> None:
         self.added = added
