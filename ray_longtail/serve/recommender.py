@@ -269,8 +269,8 @@ class Recommender:
         every request queued behind it waits too (the whole p99 of a minute under load came from that)."""
         binary = self.run.phase.history.binary
         user = int(np.argmax(np.diff(binary.indptr)))
-        recent = [str(self.catalog_items.ids[i]) for i in binary.indices[binary.indptr[user]: binary.indptr[user + 1]]]
-        self.recommend(user_id=None, k=10, recent_items=recent[-20:] or [str(self.catalog_items.ids[0])])
+        items = [str(self.catalog_items.ids[i]) for i in binary.indices[binary.indptr[user]: binary.indptr[user + 1]]]
+        self.recommend(user_id=None, k=10, recent_items=items[:20] or [str(self.catalog_items.ids[0])])
         self.similar(item_id=str(self.catalog_items.ids[0]), k=10)
 
     def _use_added(self, added: pd.DataFrame) -> None:
