@@ -24,6 +24,7 @@ from ray_longtail.metrics import METRIC_NAMES
 RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "mmr")  # extend here when rerank.py learns a method
 FEEDBACK_EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")  # what POST /events takes
 EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
+EMBED_RUNTIMES: tuple[str, ...] = ("auto", "onnx", "torch")
 # higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
 
@@ -167,6 +168,7 @@ class EmbedConfig:
     cpus_per_actor: float = number(2.0, gt=0)  # capped at the largest node's CPUs
     num_gpus_per_actor: float = number(0.0, ge=0)  # > 0 puts actors on GPUs (fp16); "auto" behaviour via device
     device: str = choice("auto", EMBED_DEVICES)  # auto | cpu | cuda | cuda:<n>
+    runtime: str = choice("auto", EMBED_RUNTIMES)  # auto: ONNX Runtime on CPU, torch fp16 on CUDA
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 

@@ -57,45 +57,70 @@ def resolve_model_path(model: str) -> str:
                         f"({', '.join(PACKAGED_MODELS)}) nor in the local Hugging Face cache: {exc}") from exc
 
 
-class TextEncoder:
-    """Mean-pooled, L2-normalised transformer embeddings. `encode(texts) -> float32 array (n, dim)`."""
+def resolve_runtime(runtime: str, device: str) -> str:
+    """`auto` -> ONNX Runtime on CPU, torch on CUDA (fp16); an explicit `onnx` on CUDA is a config error."""
+    if runtime == "auto":
+        return "torch" if device.startswith("cuda") else "onnx"
+    if runtime == "onnx" and device.startswith("cuda"):
+        raise UserError("embed.runtime onnx runs on CPU only; use embed.runtime=torch (or auto) with a GPU")
+    return runtime
 
-    def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int | None = None):
+
+class TextEncoder:
+    """Mean-pooled, L2-normalised transformer embeddings. `encode(texts) -> float32 array (n, dim)`.
+
+    `runtime`: `torch`, or `onnx` (the same fp32 graph exported once at construction and run by ONNX Runtime:
+    on CPU ~3x faster for one short text and ~1.4x for batches of 64, vectors equal to ~1e-6;
+    bench/RESULTS.md), or `auto` (onnx on CPU, torch fp16 on CUDA)."""
+
+    def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int | None = None,
+                 runtime: str = "auto"):
         for key, value in OFFLINE_ENV.items():
             os.environ.setdefault(key, value)
         import torch
         from transformers import AutoModel, AutoTokenizer
+
+        from ray_longtail.encoder_runtime import MeanPooled, onnx_session
 
         if num_threads:
             torch.set_num_threads(num_threads)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
+        self.runtime = resolve_runtime(runtime, device)
         self.max_length = max_length
         path = resolve_model_path(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        self.model = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
-        self.dim = int(self.model.config.hidden_size)
+        transformer = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
+        self.dim = int(transformer.config.hidden_size)
+        self.pooled = MeanPooled(transformer)
+        self.session = onnx_session(self.pooled, num_threads) if self.runtime == "onnx" else None
+        if self.session is not None:
+            self.pooled = None  # ONNX Runtime holds its own copy of the weights
 
     def encode(self, texts: list[str], batch_size: int = 64, sort_by_length: bool = True) -> np.ndarray:
-        import torch
-
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start:start + batch_size]
-                enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-                out[idx] = pooled.cpu().numpy()
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = self._encode_batch([texts[i] for i in idx])
         return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        if self.session is not None:
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="np")
+            feeds = {name: enc[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+            return self.session.run(None, feeds)[0]
+        import torch
+
+        with torch.inference_mode():
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt").to(self.device)
+            return self.pooled(enc["input_ids"], enc["attention_mask"]).cpu().numpy()
 
 
 class HashingEncoder:
@@ -110,6 +135,7 @@ class HashingEncoder:
 
         self.dim = dim
         self.device = "cpu"
+        self.runtime = "hashing"
         self.vectorizer = HashingVectorizer(n_features=2**18, ngram_range=(1, 2), alternate_sign=False,
                                             norm="l2", binary=True, stop_words="english")
         self.projection = SparseRandomProjection(n_components=dim, random_state=seed, dense_output=True)
@@ -123,19 +149,19 @@ class HashingEncoder:
         return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def make_encoder(model: str, max_length: int = 128, device: str = "auto",
-                 num_threads: int | None = None) -> TextEncoder | HashingEncoder:
-    """`hashing` -> HashingEncoder; anything else -> a transformer TextEncoder."""
+def make_encoder(model: str, max_length: int = 128, device: str = "auto", num_threads: int | None = None,
+                 runtime: str = "auto") -> TextEncoder | HashingEncoder:
+    """`hashing` -> HashingEncoder; anything else -> a transformer TextEncoder on `runtime`."""
     if model == "hashing":
         return HashingEncoder()
-    return TextEncoder(model, max_length=max_length, device=device, num_threads=num_threads)
+    return TextEncoder(model, max_length=max_length, device=device, num_threads=num_threads, runtime=runtime)
 
 
 class EmbedBatch:
     """Ray Data callable class: loads the encoder once per actor, embeds the `text` column of each batch."""
 
-    def __init__(self, model: str, max_length: int, batch_size: int, device: str = "auto"):
-        self.encoder = make_encoder(model, max_length=max_length, device=device)
+    def __init__(self, model: str, max_length: int, batch_size: int, device: str = "auto", runtime: str = "auto"):
+        self.encoder = make_encoder(model, max_length=max_length, device=device, runtime=runtime)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -198,7 +224,8 @@ def embed_items(catalog: pd.DataFrame, config: EmbedConfig, model: str | None = 
     embedded = dataset.map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": model, "max_length": config.max_length,
-                               "batch_size": config.batch_size, "device": device},
+                               "batch_size": config.batch_size, "device": device,
+                               "runtime": config.runtime},
         batch_size=config.block_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors), **resources,
     )

@@ -57,6 +57,7 @@ def make_run_id(config: Config) -> str:
     resolved = config_to_dict(config)
     for key in ("artifacts", "run_id", "ray"):  # where and how it runs does not change the results
         resolved.pop(key)
+    resolved["embed"].pop("runtime")  # both runtimes execute the same fp32 graph (vectors equal to ~1e-6)
     resolved["serve"] = {"precompute_users": config.serve.precompute_users}  # the rest only configures the server
     if config.serve.precompute_days is not None:
         resolved["serve"]["precompute_days"] = config.serve.precompute_days

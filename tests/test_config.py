@@ -29,6 +29,7 @@ def test_overrides_are_typed_and_take_precedence(tmp_path):
     ("eval.exclude_seen=maybe", "true/false"),
     ("nosection.key=1", "nosection"),
     ("embed=3", "section"),
+    ("embed.runtime=onx", "auto, onnx, torch"),
 ])
 def test_bad_overrides_name_the_key(override, words):
     with pytest.raises(ConfigError, match=words):

@@ -60,6 +60,26 @@ def test_ray_data_embeddings_equal_plain_loop(ray_head, items_300):
     assert cosine.min() >= 0.999
 
 
+def test_onnx_and_torch_runtimes_give_the_same_vectors(items_300):
+    texts = item_texts(items_300, ["title", "category", "description"])
+    onnx = TextEncoder(MODEL, runtime="onnx", num_threads=1)
+    torch_ = TextEncoder(MODEL, runtime="torch", num_threads=1)
+    assert (onnx.runtime, torch_.runtime) == ("onnx", "torch")
+    one_by_one = np.concatenate([onnx.encode([t]) for t in texts[:20]])
+    np.testing.assert_allclose(onnx.encode(texts, batch_size=32), torch_.encode(texts, batch_size=32), atol=2e-5)
+    np.testing.assert_allclose(one_by_one, torch_.encode(texts[:20]), atol=2e-5)
+
+
+def test_runtime_auto_is_onnx_on_cpu_and_torch_on_cuda():
+    from ray_longtail.embed import resolve_runtime
+
+    assert resolve_runtime("auto", "cpu") == "onnx"
+    assert resolve_runtime("auto", "cuda:0") == "torch"
+    assert resolve_runtime("torch", "cpu") == "torch"
+    with pytest.raises(UserError, match="embed.runtime"):
+        resolve_runtime("onnx", "cuda")
+
+
 def test_nearest_neighbour_shares_a_content_word(items_300):
     encoder = TextEncoder(MODEL)
     titles = items_300[S.TITLE].tolist()

@@ -127,13 +127,13 @@ class Encoder:
     are batched across concurrent requests (`embed`); whole lists go through `embed_many`."""
 
     def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
-                 run: str | None = None):
+                 run: str | None = None, runtime: str = "auto"):
         from ray_longtail.embed import make_encoder
         from ray_longtail.finetune import tuned_encoder_path
 
         tuned = tuned_encoder_path(open_run_store(run)) if run else None  # a run's fine-tuned encoder wins
         self.encoder = make_encoder(tuned or model, max_length=max_length, device=device,
-                                    num_threads=num_threads or None)
+                                    num_threads=num_threads or None, runtime=runtime)
         self.model = f"{model} (fine-tuned in the run)" if tuned else model
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -144,7 +144,8 @@ class Encoder:
         return self.encoder.encode(list(texts))
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.model, "dim": self.encoder.dim, "device": self.encoder.device}
+        return {"model": self.model, "dim": self.encoder.dim, "device": self.encoder.device,
+                "runtime": self.encoder.runtime}
 
 
 @serve.deployment(name="Recommender", ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=64,
@@ -346,7 +347,8 @@ def build_app(args: dict[str, Any]):
         else RecommenderServer
     log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
     return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                              int(args.get("encoder_threads", 1)), run), overrides,
+                                              int(args.get("encoder_threads", 1)), run, config.embed.runtime),
+                            overrides,
                             token_digest(config.serve.api_token_env), variants)
 
 

@@ -1,0 +1,64 @@
+"""The encoder's forward graph and its two runtimes (imports torch: load it only where an encoder is built).
+
+`MeanPooled` wraps a Hugging Face transformer as `(input_ids, attention_mask) -> (n, dim)` mean-pooled,
+L2-normalised float32 vectors. torch runs it as is; `onnx_session` exports that same module (fp32, dynamic batch
+and sequence axes) to an in-memory ONNX graph and opens an ONNX Runtime CPU session on it. On CPU the session is
+~3x faster than eager torch for one short text (request-time search) and ~1.4x for batches of 64, with vectors
+equal to ~1e-6 (bench/RESULTS.md): eager torch pays per-operator dispatch and a slower small-matrix GEMM.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+class MeanPooled(torch.nn.Module):
+    """`forward(input_ids (n, s) int64, attention_mask (n, s) int64) -> (n, dim) float32`, unit L2 norm."""
+
+    def __init__(self, transformer: torch.nn.Module):
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+
+
+def export_onnx(module: MeanPooled) -> bytes:
+    """The module's fp32 graph as ONNX bytes (TorchScript exporter; a few seconds for MiniLM-L6)."""
+    sample = torch.ones((2, 8), dtype=torch.long)
+    axes = {name: {0: "batch", 1: "tokens"} for name in INPUT_NAMES} | {"vectors": {0: "batch"}}
+    buffer = io.BytesIO()
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python branches of the model
+        torch.onnx.export(module.float().cpu(), (sample, sample), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=list(INPUT_NAMES), output_names=["vectors"], dynamic_axes=axes)
+    return buffer.getvalue()
+
+
+def onnx_session(module: MeanPooled, num_threads: int | None = None):
+    """An ONNX Runtime CPU `InferenceSession` over `export_onnx(module)`; `num_threads` intra-op threads (None:
+    ONNX Runtime's default, one per physical core). `session.run(None, {"input_ids", "attention_mask"})[0]` gives
+    the vectors."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.inter_op_num_threads = 1
+    if num_threads:
+        options.intra_op_num_threads = int(num_threads)
+    options.log_severity_level = 3
+    session = ort.InferenceSession(export_onnx(module), options, providers=["CPUExecutionProvider"])
+    log.info("encoder on ONNX Runtime %s (%s intra-op threads)", ort.__version__, num_threads or "default")
+    return session
