@@ -25,6 +25,7 @@ RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "mmr")  # extend here 
 FEEDBACK_EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")  # what POST /events takes
 EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
 EMBED_RUNTIMES: tuple[str, ...] = ("auto", "onnx", "torch")
+QUERY_ENCODERS: tuple[str, ...] = ("auto", "replica", "deployment")
 # higher-is-better metrics that metrics.ranking_metrics reports as "<metric>@<k>" (Gini is lower-is-better)
 OBJECTIVE_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m != "gini")
 
@@ -287,6 +288,9 @@ class ServeConfig:
     api_token_env: str | None = None
     events_store: str | None = None  # where POST /events writes (folder or URI); None = <run>/events
     assignment_salt: str = "ray_longtail"  # A/B assignment = hash(salt, user_id): a new salt reshuffles users
+    # who embeds one query text (/search, /similar by text): each Recommender replica itself (no hop), or the
+    # Encoder deployment; auto = the replica when the Encoder has no GPU. Lists of texts (/items) go to the Encoder.
+    query_encoder: str = choice("auto", QUERY_ENCODERS)
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,25 @@ def test_similar_and_search(served):
     assert seed["item_id"] in items_of(search)
 
 
+def test_replica_query_encoder_matches_the_encoder_deployment(served):
+    """/search embeds its query in the Recommender replica (serve.query_encoder auto on CPU); the scores it
+    returns are the catalog vectors' cosines to the Encoder deployment's vector for the same text."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from ray import serve
+
+    from ray_longtail.embed import table_to_vectors
+
+    query = "wooden heart decoration for the garden"
+    answer = served.client.post("/search", json={"query": query, "k": 5}).json()["items"]
+    vector = np.asarray(serve.get_deployment_handle("Encoder", APP).embed.remote(query).result(), np.float32)
+    ids, vectors = table_to_vectors(pq.read_table(served.run_dir / "item_embeddings.parquet"))
+    cosine = dict(zip(ids, vectors @ vector, strict=True))
+    assert len(answer) == 5
+    np.testing.assert_allclose([i["score"] for i in answer], [cosine[i["item_id"]] for i in answer], atol=1e-4)
+    assert [i["item_id"] for i in answer][0] == max(cosine, key=cosine.get)
+
+
 def test_added_items_are_searchable_at_once_and_survive_a_restart(served):
     client = served.client
     added = client.post("/items", json={"items": NEW_ITEMS}, headers=AUTH)

@@ -79,6 +79,19 @@ MAX_CLUSTERS = 32  # /clusters lists at most this many
 BUILD_ARGS = {"run", "set", "variants", "num_gpus", "encoder_threads", "encoder_options", "recommender_options"}
 
 
+def run_encoder(model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
+                run: str | None = None, runtime: str = "auto"):
+    """(encoder, label): the run's text encoder exactly as its embed stage built it; a run's fine-tuned encoder
+    wins over `model`."""
+    from ray_longtail.embed import make_encoder
+    from ray_longtail.finetune import tuned_encoder_path
+
+    tuned = tuned_encoder_path(open_run_store(run)) if run else None
+    encoder = make_encoder(tuned or model, max_length=max_length, device=device, num_threads=num_threads or None,
+                           runtime=runtime)
+    return encoder, f"{model} (fine-tuned in the run)" if tuned else model
+
+
 # ------------------------------------------------------------------------------------------------ run lookup
 def run_config(run: str, overrides: list[str] | None = None):
     """The resolved config of a finished run with serve.* `overrides` (raises UserError when it is not one)."""
@@ -128,15 +141,9 @@ class Encoder:
 
     def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
                  run: str | None = None, runtime: str = "auto"):
-        from ray_longtail.embed import make_encoder
-        from ray_longtail.finetune import tuned_encoder_path
+        self.encoder, self.model = run_encoder(model, max_length, device, num_threads, run, runtime)
 
-        tuned = tuned_encoder_path(open_run_store(run)) if run else None  # a run's fine-tuned encoder wins
-        self.encoder = make_encoder(tuned or model, max_length=max_length, device=device,
-                                    num_threads=num_threads or None, runtime=runtime)
-        self.model = f"{model} (fine-tuned in the run)" if tuned else model
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def embed(self, texts: list[str]) -> list[np.ndarray]:
         return list(self.encoder.encode(list(texts)))
 
@@ -158,7 +165,8 @@ class RecommenderServer:
     was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently."""
 
     def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None,
-                 write_token_digest: str | None = None, variants: list[dict] | None = None):
+                 write_token_digest: str | None = None, variants: list[dict] | None = None,
+                 query_encoder: dict[str, Any] | None = None):
         from ray_longtail.serve.recommender import Recommender
 
         self.run = run
@@ -167,6 +175,7 @@ class RecommenderServer:
         self.recs = {run: self.rec} | {v.run: Recommender(v.run, overrides) for v in self.variants
                                        if v.run not in (None, run)}
         self.encoder = encoder
+        self.query_encoder = run_encoder(**query_encoder)[0] if query_encoder else None
         serve_config = self.rec.config.serve
         self.write_token_digest = write_token_digest or token_digest(serve_config.api_token_env)
         self.page = UI_PAGE.read_text(encoding="utf-8")
@@ -182,6 +191,8 @@ class RecommenderServer:
         from ray.exceptions import RayError
         from ray.serve.exceptions import RayServeException
 
+        if len(texts) == 1 and self.query_encoder is not None:
+            return self.query_encoder.encode(texts)
         try:
             if len(texts) == 1:
                 return np.asarray(await self.encoder.embed.remote(texts[0]), np.float32)[None, :]
@@ -345,11 +356,13 @@ def build_app(args: dict[str, Any]):
     encoder = Encoder.options(**encoder_options) if encoder_options else Encoder
     recommender = RecommenderServer.options(**args["recommender_options"]) if args.get("recommender_options") \
         else RecommenderServer
-    log.info("serving run %s (encoder %s, num_gpus %s)", run, config.embed.model, num_gpus)
-    return recommender.bind(run, encoder.bind(config.embed.model, config.embed.max_length, "auto",
-                                              int(args.get("encoder_threads", 1)), run, config.embed.runtime),
-                            overrides,
-                            token_digest(config.serve.api_token_env), variants)
+    encoder_args = {"model": config.embed.model, "max_length": config.embed.max_length, "device": "auto",
+                    "num_threads": int(args.get("encoder_threads", 1)), "run": run, "runtime": config.embed.runtime}
+    local_queries = config.serve.query_encoder == "replica" or (config.serve.query_encoder == "auto" and num_gpus == 0)
+    log.info("serving run %s (encoder %s, num_gpus %s, query texts embedded by %s)", run, config.embed.model,
+             num_gpus, "each Recommender replica" if local_queries else "the Encoder deployment")
+    return recommender.bind(run, encoder.bind(**encoder_args), overrides, token_digest(config.serve.api_token_env),
+                            variants, encoder_args | {"device": "cpu", "num_threads": 1} if local_queries else None)
 
 
 def variant_args(raw: list[dict] | None, run: str, overrides: list[str], config) -> list[dict] | None:
