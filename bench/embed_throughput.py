@@ -7,6 +7,8 @@ All configurations embed the first N rows of the bundled items parquet (texts fr
 
   (a)  plain, in-process   `TextEncoder(num_threads=2).encode` in this (warm) process, block by block over the same
                            length-sorted blocks that `embed_items` builds: the same batches, so the same padding
+  (t)  plain, torch        (a) with `runtime="torch"` (eager PyTorch; (a) and the rest run `embed.runtime: auto`,
+                           i.e. ONNX Runtime on CPU; only with --configs ...t)
   (a') plain, new process  the same in a new Python process: interpreter, imports and model load count
   (b)  ray 1 actor x 2 CPU `embed_items` (num_actors=1, cpus_per_actor=2)
   (c)  ray 2 actors x 1 CPU `embed_items` (num_actors=2, cpus_per_actor=1)
@@ -237,10 +239,10 @@ def sorted_blocks(texts: list[str], block_size: int) -> tuple[np.ndarray, list[l
     return order, [ordered[i:i + block_size] for i in range(0, len(ordered), block_size)]
 
 
-def run_plain(name: str, texts: list[str], config: EmbedConfig) -> Run:
+def run_plain(name: str, texts: list[str], config: EmbedConfig, runtime: str = "auto") -> Run:
     """Model load + encode in this process, block by block, logging like `TimedEmbedBatch`."""
     begin, start = time.time(), time.perf_counter()
-    encoder = TextEncoder(config.model, max_length=config.max_length, device="cpu", num_threads=2)
+    encoder = TextEncoder(config.model, max_length=config.max_length, device="cpu", num_threads=2, runtime=runtime)
     run = Run(name, 0.0, len(texts), begin)
     run.inits.append({"start": begin, "end": time.time()} | _thread_info())
     parts = []
@@ -318,6 +320,7 @@ def machine() -> str:
 
 CONFIGS = {  # key: (label, how, actors, CPUs per actor)
     "a": ("(a) plain, in-process", "plain", 0, 0.0),
+    "t": ("(t) plain, in-process, torch runtime", "plain_torch", 0, 0.0),
     "f": ("(a') plain, new process", "fresh", 0, 0.0),
     "b": ("(b) ray 1 actor x 2 CPU", "ray", 1, 2.0),
     "c": ("(c) ray 2 actors x 1 CPU", "ray", 2, 1.0),
@@ -395,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, how, actors, cpus in chosen:
                 monitor = CpuMonitor()
                 monitor.start()
-                if how == "plain":
-                    run = run_plain(label, texts, base)
+                if how in ("plain", "plain_torch"):
+                    run = run_plain(label, texts, base, "torch" if how == "plain_torch" else "auto")
                 elif how == "fresh":
                     run = run_fresh(label, args)
                 else:

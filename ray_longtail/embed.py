@@ -70,7 +70,7 @@ class TextEncoder:
     """Mean-pooled, L2-normalised transformer embeddings. `encode(texts) -> float32 array (n, dim)`.
 
     `runtime`: `torch`, or `onnx` (the same fp32 graph exported once at construction and run by ONNX Runtime:
-    on CPU ~3x faster for one short text and ~1.4x for batches of 64, vectors equal to ~1e-6;
+    on CPU ~3x faster for one short text and 1.1-1.4x for batches of 64, vectors equal to ~1e-6;
     bench/RESULTS.md), or `auto` (onnx on CPU, torch fp16 on CUDA)."""
 
     def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int | None = None,

@@ -3,7 +3,7 @@
 `MeanPooled` wraps a Hugging Face transformer as `(input_ids, attention_mask) -> (n, dim)` mean-pooled,
 L2-normalised float32 vectors. torch runs it as is; `onnx_session` exports that same module (fp32, dynamic batch
 and sequence axes) to an in-memory ONNX graph and opens an ONNX Runtime CPU session on it. On CPU the session is
-~3x faster than eager torch for one short text (request-time search) and ~1.4x for batches of 64, with vectors
+~3x faster than eager torch for one short text (request-time search) and 1.1-1.4x for batches of 64, with vectors
 equal to ~1e-6 (bench/RESULTS.md): eager torch pays per-operator dispatch and a slower small-matrix GEMM.
 """
 
