@@ -171,6 +171,26 @@ def test_every_registered_source_meets_the_source_contract(real_slice, name):
         np.testing.assert_array_equal(again[0], items)
 
 
+def test_als_scores_unseen_rows_like_fitted_users_and_loads_older_pickles(real_slice):
+    """A history row the sources never saw scores exactly as the same row fitted; a pickle from before
+    `item_gram_` was learned state (runs of earlier versions) gets it back on load and scores the same."""
+    import copy
+    import pickle
+
+    history, context = real_slice
+    (als,) = make_sources(RetrieveConfig(als_iterations=3), ["als"])
+    als.fit(history, context)
+    users = np.arange(0, history.n_users, 5)
+    known = known_users_batch(history, context, users)
+    unseen = make_batch(history, users, context.profiles[users], context.vectors)
+    np.testing.assert_allclose(als.score(unseen), als.score(known), atol=1e-5)
+    as_pickled_before = copy.copy(als)
+    del as_pickled_before.item_gram_
+    older = pickle.loads(pickle.dumps(as_pickled_before))
+    np.testing.assert_array_equal(older.item_gram_, als.item_gram_)
+    np.testing.assert_array_equal(older.score(unseen), als.score(unseen))
+
+
 def test_most_popular_orders_by_distinct_users(real_slice):
     history, context = real_slice
     popular = MostPopular().fit(history, context)

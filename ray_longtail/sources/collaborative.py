@@ -168,6 +168,13 @@ class EASE(CandidateSource):
         return np.where(top >= 0, self.items_[np.maximum(top, 0)], -1), values
 
 
+def item_gram(item_factors: np.ndarray) -> np.ndarray:
+    """(factors, factors) float64 YᵀY of the item factors: the part of every ALS user step that no user changes
+    (~1 ms for 4k items x 64 factors, once per fit instead of once per scored batch)."""
+    factors = item_factors.astype(np.float64)
+    return factors.T @ factors
+
+
 class ALS(CandidateSource):
     """Implicit-feedback matrix factorisation (Hu et al. 2008) from the `implicit` library; score = uᵀv.
 
@@ -196,8 +203,15 @@ class ALS(CandidateSource):
                                             random_state=self.seed, calculate_training_loss=False)
             model.fit(self._confidence(history.counts), show_progress=False)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_gram_ = item_gram(self.item_factors_)
         self.user_factors_ = self.user_factors(history.counts)
         return self
+
+    def __setstate__(self, state: dict) -> None:
+        """Sources pickled before `item_gram_` was learned state get it on load (runs of earlier versions)."""
+        self.__dict__.update(state)
+        if "item_factors_" in state and "item_gram_" not in state:
+            self.item_gram_ = item_gram(self.item_factors_)
 
     @staticmethod
     def _confidence(counts: sp.csr_matrix) -> sp.csr_matrix:
@@ -210,15 +224,14 @@ class ALS(CandidateSource):
         C_u = alpha·log1p(count) on the row's items (the confidence `fit` trains on; implicit's formulation)."""
         confidence = self._confidence(counts)
         confidence.data *= self.alpha
-        Y = self.item_factors_.astype(np.float64)
-        base = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
-        out = np.zeros((confidence.shape[0], Y.shape[1]), dtype=np.float32)
+        base = self.item_gram_ + self.regularization * np.eye(self.item_gram_.shape[0])
+        out = np.zeros((confidence.shape[0], base.shape[0]), dtype=np.float32)
         for row in range(confidence.shape[0]):
             start, end = confidence.indptr[row], confidence.indptr[row + 1]
             if end == start:
                 continue
             items, c = confidence.indices[start:end], confidence.data[start:end].astype(np.float64)
-            factors = Y[items]
+            factors = self.item_factors_[items].astype(np.float64)
             out[row] = np.linalg.solve(base + (factors.T * (c - 1.0)) @ factors, factors.T @ c)
         return out
 
