@@ -383,7 +383,8 @@ def in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: st
     from ray_longtail.serve.recommender import Recommender
 
     rec = Recommender(run)
-    encoder = make_encoder(rec.config.embed.model, rec.config.embed.max_length, num_threads=1)
+    encoder = make_encoder(rec.config.embed.model, rec.config.embed.max_length, num_threads=1,
+                           runtime=rec.config.embed.runtime)
 
     def answer(path: str, body: dict) -> None:
         if path == "/recommend":

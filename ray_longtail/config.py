@@ -172,6 +172,13 @@ class EmbedConfig:
     runtime: str = choice("auto", EMBED_RUNTIMES)  # auto: ONNX Runtime on CPU, torch fp16 on CUDA
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
+    def validate(self) -> None:
+        """ONNX Runtime runs here on CPU only: `onnx` with a GPU device or GPU actors is a contradiction."""
+        on_gpu = self.device.startswith("cuda") or self.num_gpus_per_actor > 0
+        if self.runtime == "onnx" and on_gpu and self.model != "hashing":
+            raise InvalidValueError("runtime", self.runtime, "auto or torch when device is cuda or "
+                                    "num_gpus_per_actor > 0 (ONNX Runtime runs on CPU here; or set device=cpu)")
+
 
 @dataclass(frozen=True)
 class DiscoverConfig:
@@ -288,8 +295,9 @@ class ServeConfig:
     api_token_env: str | None = None
     events_store: str | None = None  # where POST /events writes (folder or URI); None = <run>/events
     assignment_salt: str = "ray_longtail"  # A/B assignment = hash(salt, user_id): a new salt reshuffles users
-    # who embeds one query text (/search, /similar by text): each Recommender replica itself (no hop), or the
-    # Encoder deployment; auto = the replica when the Encoder has no GPU. Lists of texts (/items) go to the Encoder.
+    # who embeds the query text of /search and /similar-by-text: each Recommender replica itself on CPU (no call
+    # to another process), or the Encoder deployment; auto = the replica when the Encoder has no GPU. The texts of
+    # POST /items always go to the Encoder.
     query_encoder: str = choice("auto", QUERY_ENCODERS)
 
 

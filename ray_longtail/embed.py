@@ -80,24 +80,43 @@ class TextEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from ray_longtail.encoder_runtime import MeanPooled, onnx_session
+        from ray_longtail.encoder_runtime import MeanPooled
 
-        if num_threads:
-            torch.set_num_threads(num_threads)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         self.runtime = resolve_runtime(runtime, device)
+        if num_threads and self.runtime == "torch":
+            torch.set_num_threads(num_threads)
         self.max_length = max_length
         path = resolve_model_path(model)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         transformer = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
         self.dim = int(transformer.config.hidden_size)
-        self.pooled = MeanPooled(transformer)
-        self.session = onnx_session(self.pooled, num_threads) if self.runtime == "onnx" else None
+        self.pooled = MeanPooled(transformer).eval()
+        self.session = self._onnx_session(num_threads, explicit=runtime == "onnx") if self.runtime == "onnx" else None
         if self.session is not None:
             self.pooled = None  # ONNX Runtime holds its own copy of the weights
+
+    def _onnx_session(self, num_threads: int | None, explicit: bool):
+        """The ONNX Runtime session of `self.pooled`; a model that cannot be exported is a UserError when `onnx`
+        was asked for, and under `auto` falls back to torch with a warning."""
+        from ray_longtail.encoder_runtime import onnx_session
+
+        try:
+            return onnx_session(self.pooled, num_threads)
+        except Exception as exc:  # noqa: BLE001 - any exporter or runtime failure means "not on ONNX Runtime"
+            if explicit:
+                raise UserError(f"the encoder cannot run on ONNX Runtime ({type(exc).__name__}: {exc}); "
+                                "set embed.runtime=torch") from exc
+            log.warning("encoder not exportable to ONNX (%s: %s); running it on torch", type(exc).__name__, exc)
+            self.runtime = "torch"
+            if num_threads:
+                import torch
+
+                torch.set_num_threads(num_threads)
+            return None
 
     def encode(self, texts: list[str], batch_size: int = 64, sort_by_length: bool = True) -> np.ndarray:
         if not texts:
@@ -160,8 +179,10 @@ def make_encoder(model: str, max_length: int = 128, device: str = "auto", num_th
 class EmbedBatch:
     """Ray Data callable class: loads the encoder once per actor, embeds the `text` column of each batch."""
 
-    def __init__(self, model: str, max_length: int, batch_size: int, device: str = "auto", runtime: str = "auto"):
-        self.encoder = make_encoder(model, max_length=max_length, device=device, runtime=runtime)
+    def __init__(self, model: str, max_length: int, batch_size: int, device: str = "auto", runtime: str = "auto",
+                 num_threads: int | None = None):
+        self.encoder = make_encoder(model, max_length=max_length, device=device, num_threads=num_threads,
+                                    runtime=runtime)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -220,12 +241,14 @@ def embed_items(catalog: pd.DataFrame, config: EmbedConfig, model: str | None = 
     log.info("embedding %d items on %d actor(s) (%s, model %s)", len(frame), actors, device, model)
     blocks = [frame.iloc[i:i + config.block_size] for i in range(0, len(frame), config.block_size)]
     dataset = ray.data.from_pandas(blocks)
+    if config.model != "hashing":
+        resolve_runtime(config.runtime, device)  # a contradiction fails here, in the driver, not in an actor
     resources = {"num_cpus": actor_cpus(config.cpus_per_actor)} | ({"num_gpus": num_gpus} if num_gpus > 0 else {})
     embedded = dataset.map_batches(
         EmbedBatch,
         fn_constructor_kwargs={"model": model, "max_length": config.max_length,
                                "batch_size": config.batch_size, "device": device,
-                               "runtime": config.runtime},
+                               "runtime": config.runtime, "num_threads": max(1, int(resources["num_cpus"]))},
         batch_size=config.block_size, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors), **resources,
     )

@@ -12,8 +12,12 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,18 @@ def export_onnx(module: MeanPooled) -> bytes:
     sample = torch.ones((2, 8), dtype=torch.long)
     axes = {name: {0: "batch", 1: "tokens"} for name in INPUT_NAMES} | {"vectors": {0: "batch"}}
     buffer = io.BytesIO()
+    if next(module.parameters()).dtype != torch.float32 or next(module.parameters()).device.type != "cpu":
+        raise ValueError("export_onnx exports a CPU float32 module")
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python branches of the model
-        torch.onnx.export(module.float().cpu(), (sample, sample), buffer, dynamo=False, opset_version=ONNX_OPSET,
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # notes on shape-dependent Python branches
+        # BERT-style position/type-id lookups index with non-negative indices only (vectors checked in the tests)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+        torch.onnx.export(module, (sample, sample), buffer, dynamo=False, opset_version=ONNX_OPSET,
                           input_names=list(INPUT_NAMES), output_names=["vectors"], dynamic_axes=axes)
     return buffer.getvalue()
 
 
-def onnx_session(module: MeanPooled, num_threads: int | None = None):
+def onnx_session(module: MeanPooled, num_threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU `InferenceSession` over `export_onnx(module)`; `num_threads` intra-op threads (None:
     ONNX Runtime's default, one per physical core). `session.run(None, {"input_ids", "attention_mask"})[0]` gives
     the vectors."""

@@ -72,7 +72,8 @@ def category_blind_vectors(catalog: pd.DataFrame, config: Config, vectors: np.nd
         return vectors
     from ray_longtail.embed import item_texts, make_encoder
 
-    encoder = make_encoder(model or config.embed.model, max_length=config.embed.max_length)
+    encoder = make_encoder(model or config.embed.model, max_length=config.embed.max_length,
+                           runtime=config.embed.runtime)
     return encoder.encode(item_texts(catalog, fields), batch_size=config.embed.batch_size)
 
 

@@ -87,6 +87,8 @@ def test_out_of_range_values_name_the_dotted_key(override, key):
     (["split.test_days=null", "split.test_fraction=0.5"], "split.test_fraction"),
     (["split.test_days=null", "split.test_fraction=0.3", "split.valid_fraction=0.7"], "split.valid_fraction"),
     (["eval.ks=[20]"], "tune.objective"),  # the default objective ndcg@10 is no longer reported
+    (["embed.runtime=onnx", "embed.device=cuda"], "embed.runtime"),
+    (["embed.runtime=onnx", "embed.num_gpus_per_actor=0.5"], "embed.runtime"),
 ])
 def test_cross_field_rules_name_the_dotted_key(overrides, key):
     with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}' must be "):

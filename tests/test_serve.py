@@ -131,6 +131,23 @@ def test_variants_are_checked_when_the_app_is_built(pipeline_run, tmp_path):
     assert build_app({"run": str(source), "variants": [{"name": "a", "share": 2, "run": str(source)}]}) is not None
 
 
+@pytest.mark.parametrize("choice, gpus, encoder_device, local", [
+    ("auto", 0.0, "cpu", True), ("auto", 1.0, "cuda", False), ("replica", 0.5, "cuda", True),
+    ("deployment", 0.0, "cpu", False),
+])
+def test_encoder_placement_follows_serve_query_encoder_and_the_encoders_gpus(choice, gpus, encoder_device, local):
+    from ray_longtail.config import load_config
+    from ray_longtail.serve.app import encoder_placement
+
+    config = load_config(overrides=[f"serve.query_encoder={choice}", "embed.runtime=onnx"])
+    encoder, replica = encoder_placement(config, "run", gpus)
+    assert encoder["device"] == encoder_device
+    assert encoder["runtime"] == ("torch" if gpus else "onnx")  # ONNX Runtime runs on CPU here
+    assert (replica is not None) == local
+    if replica:
+        assert replica["device"] == "cpu" and replica["runtime"] == "onnx" and replica["num_threads"] == 1
+
+
 def test_serve_config_yaml_is_a_valid_serve_config():
     from ray.serve.schema import ServeDeploySchema
 
@@ -290,6 +307,7 @@ def test_replica_query_encoder_matches_the_encoder_deployment(served):
 
     from ray_longtail.embed import table_to_vectors
 
+    assert served.client.get("/metadata").json()["query_encoder"] == "replica"
     query = "wooden heart decoration for the garden"
     answer = served.client.post("/search", json={"query": query, "k": 5}).json()["items"]
     vector = np.asarray(serve.get_deployment_handle("Encoder", APP).embed.remote(query).result(), np.float32)

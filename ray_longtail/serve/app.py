@@ -7,7 +7,8 @@ code path as the batch pipeline.
 
 `build_app({"run": ...})` takes a run folder or URI; `latest` (or `<artifacts>/latest`) means the run under
 `artifacts/` (or `<artifacts>/`) whose metrics.json was written last. The known-user path of /recommend never
-calls the Encoder; /search, /similar with text, and /items do.
+calls the Encoder; /items does, and /search and /similar with text do when `serve.query_encoder` resolves to
+`deployment` (a GPU Encoder); otherwise each Recommender replica embeds their one text itself.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -31,6 +32,7 @@ from ray.serve.handle import DeploymentHandle
 
 from ray_longtail import __version__
 from ray_longtail.artifacts import open_run_store, resolve_run
+from ray_longtail.config import Config
 from ray_longtail.errors import StorageError, UserError
 from ray_longtail.finetune import ENCODER_DIR
 from ray_longtail.serve import browse
@@ -71,6 +73,9 @@ from ray_longtail.serve.schemas import (
 )
 from ray_longtail.serve.variants import assign, parse_variants
 
+if TYPE_CHECKING:
+    from ray_longtail.embed import HashingEncoder, TextEncoder
+
 log = logging.getLogger(__name__)
 
 APP_NAME = "ray_longtail"
@@ -80,9 +85,9 @@ BUILD_ARGS = {"run", "set", "variants", "num_gpus", "encoder_threads", "encoder_
 
 
 def run_encoder(model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
-                run: str | None = None, runtime: str = "auto"):
-    """(encoder, label): the run's text encoder exactly as its embed stage built it; a run's fine-tuned encoder
-    wins over `model`."""
+                run: str | None = None, runtime: str = "auto") -> tuple["TextEncoder | HashingEncoder", str]:
+    """(encoder, label): the run's text encoder (its model, or the run's fine-tuned one, which wins over `model`) on
+    `device` and `runtime`; `num_threads` torch or ONNX Runtime intra-op threads (0: the library's default)."""
     from ray_longtail.embed import make_encoder
     from ray_longtail.finetune import tuned_encoder_path
 
@@ -136,8 +141,9 @@ async def user_error(request: Request, exc: UserError) -> JSONResponse:
                                       "upscale_delay_s": 2, "downscale_delay_s": 30})
 class Encoder:
     """Text -> L2-normalised vector with the run's encoder (`embed.model`, `embed.max_length`; the transformer or
-    the weight-free `hashing` encoder, exactly as the batch embed stage built it). Single texts
-    are batched across concurrent requests (`embed`); whole lists go through `embed_many`."""
+    the weight-free `hashing` encoder). Single query texts, when the Recommender sends them here (a GPU Encoder:
+    `serve.query_encoder`), are batched across concurrent requests (`embed`); the texts of POST /items go
+    through `embed_many`."""
 
     def __init__(self, model: str, max_length: int = 128, device: str = "auto", num_threads: int = 1,
                  run: str | None = None, runtime: str = "auto"):
@@ -162,11 +168,12 @@ class Encoder:
 class RecommenderServer:
     """HTTP ingress over one run. Request handlers run on the replica's event loop one at a time (the
     `Recommender` is plain, single-threaded Python; running the scoring chain of ad-hoc users on a worker thread
-    was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently."""
+    was measured and lost: bench/RESULTS.md); only the Encoder calls are awaited concurrently. A query text
+    embedded by the replica itself (`serve.query_encoder`, ~4 ms on CPU) runs on the loop like the chain."""
 
     def __init__(self, run: str, encoder: DeploymentHandle, overrides: list[str] | None = None,
                  write_token_digest: str | None = None, variants: list[dict] | None = None,
-                 query_encoder: dict[str, Any] | None = None):
+                 local_encoder_args: dict[str, Any] | None = None):
         from ray_longtail.serve.recommender import Recommender
 
         self.run = run
@@ -175,7 +182,7 @@ class RecommenderServer:
         self.recs = {run: self.rec} | {v.run: Recommender(v.run, overrides) for v in self.variants
                                        if v.run not in (None, run)}
         self.encoder = encoder
-        self.query_encoder = run_encoder(**query_encoder)[0] if query_encoder else None
+        self.local_encoder = run_encoder(**local_encoder_args)[0] if local_encoder_args else None
         serve_config = self.rec.config.serve
         self.write_token_digest = write_token_digest or token_digest(serve_config.api_token_env)
         self.page = UI_PAGE.read_text(encoding="utf-8")
@@ -187,14 +194,16 @@ class RecommenderServer:
         self.metrics = ServeMetrics(self.rec.catalog_items.n_catalog, [v.name for v in self.variants])
 
     # ---------------------------------------------------------------- helpers
-    async def _embed(self, texts: list[str]) -> np.ndarray:
+    async def _embed(self, texts: list[str], query: bool = False) -> np.ndarray:
+        """(len(texts), dim) vectors; a `query` (one text of /search or /similar) by this replica's own encoder
+        when it has one, everything else by the Encoder deployment."""
         from ray.exceptions import RayError
         from ray.serve.exceptions import RayServeException
 
-        if len(texts) == 1 and self.query_encoder is not None:
-            return self.query_encoder.encode(texts)
+        if query and self.local_encoder is not None:
+            return self.local_encoder.encode(texts)
         try:
-            if len(texts) == 1:
+            if query:
                 return np.asarray(await self.encoder.embed.remote(texts[0]), np.float32)[None, :]
             return np.asarray(await self.encoder.embed_many.remote(texts), np.float32)
         except (RayError, RayServeException) as exc:
@@ -240,13 +249,13 @@ class RecommenderServer:
                 return Answer(self.rec.similar(item_id=req.item_id, k=req.k, tail_only=req.tail_only))
             except KeyError as exc:
                 raise HTTPException(404, f"unknown item_id {req.item_id!r}") from exc
-        vector = (await self._embed([req.text]))[0]
+        vector = (await self._embed([req.text], query=True))[0]
         return Answer(self.rec.similar(vector=vector, k=req.k, tail_only=req.tail_only))
 
     @api.post("/search", response_model=ItemsResponse, responses=ENCODER_DOWN,
               summary="semantic search over item texts")
     async def search(self, req: SearchRequest) -> Answer:
-        vector = (await self._embed([req.query]))[0]
+        vector = (await self._embed([req.query], query=True))[0]
         await self._sync_added()
         return Answer(self.rec.search(vector, k=req.k, tail_only=req.tail_only))
 
@@ -321,6 +330,7 @@ class RecommenderServer:
         config = self.rec.config
         return {**self.rec.metadata(), "run": self.run, "max_length": config.embed.max_length,
                 "rerank_depth": config.rerank.depth, "events_store": self.event_log.uri,
+                "query_encoder": "replica" if self.local_encoder is not None else "deployment",
                 "variants": [v.describe(self.run) for v in self.variants]}
 
 
@@ -356,13 +366,32 @@ def build_app(args: dict[str, Any]):
     encoder = Encoder.options(**encoder_options) if encoder_options else Encoder
     recommender = RecommenderServer.options(**args["recommender_options"]) if args.get("recommender_options") \
         else RecommenderServer
-    encoder_args = {"model": config.embed.model, "max_length": config.embed.max_length, "device": "auto",
-                    "num_threads": int(args.get("encoder_threads", 1)), "run": run, "runtime": config.embed.runtime}
-    local_queries = config.serve.query_encoder == "replica" or (config.serve.query_encoder == "auto" and num_gpus == 0)
-    log.info("serving run %s (encoder %s, num_gpus %s, query texts embedded by %s)", run, config.embed.model,
-             num_gpus, "each Recommender replica" if local_queries else "the Encoder deployment")
+    encoder_gpus = float((encoder_options.get("ray_actor_options") or {}).get("num_gpus") or 0)
+    encoder_args, local_args = encoder_placement(config, run, encoder_gpus, int(args.get("encoder_threads", 1)))
+    log.info("serving run %s (encoder %s on %s, query texts embedded by %s)", run, config.embed.model,
+             encoder_args["device"], "each Recommender replica" if local_args else "the Encoder deployment")
     return recommender.bind(run, encoder.bind(**encoder_args), overrides, token_digest(config.serve.api_token_env),
-                            variants, encoder_args | {"device": "cpu", "num_threads": 1} if local_queries else None)
+                            variants, local_args)
+
+
+def encoder_placement(config: Config, run: str, encoder_gpus: float,
+                      threads: int = 1) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(Encoder deployment args, each Recommender replica's own query-encoder args or None).
+
+    The Encoder runs on CUDA when its replicas reserve GPUs (torch: ONNX Runtime runs on CPU here, and both execute
+    the same graph), else on CPU with the run's `embed.runtime`. `serve.query_encoder` auto puts the query encoder
+    in the replicas unless the Encoder has a GPU. Under `serve deploy`, GPUs set in the file's deployment options
+    are not visible here: pass `args.num_gpus` (or set `serve.query_encoder=deployment`) with them."""
+    on_gpu = encoder_gpus > 0
+    runtime = "torch" if on_gpu and config.embed.runtime == "onnx" else config.embed.runtime
+    if runtime != config.embed.runtime:
+        log.warning("embed.runtime onnx runs on CPU only: the GPU Encoder runs the same graph on torch")
+    encoder_args = {"model": config.embed.model, "max_length": config.embed.max_length,
+                    "device": "cuda" if on_gpu else "cpu", "num_threads": threads, "run": run, "runtime": runtime}
+    choice = config.serve.query_encoder
+    local = choice == "replica" or (choice == "auto" and not on_gpu)
+    local_args = {**encoder_args, "device": "cpu", "num_threads": 1, "runtime": config.embed.runtime} if local else None
+    return encoder_args, local_args
 
 
 def variant_args(raw: list[dict] | None, run: str, overrides: list[str], config) -> list[dict] | None:

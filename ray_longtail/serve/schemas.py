@@ -79,7 +79,7 @@ class SimilarToItem(StrictModel):
 
 class SimilarToText(StrictModel):
     text: str = Field(..., max_length=MAX_TEXT_CHARS, pattern=NON_BLANK,
-                      description="free text (embedded by the Encoder)")
+                      description="free text (embedded with the run's encoder)")
     k: Integer = K
     tail_only: bool = Field(False, description="only tail (non-head) items")
 
@@ -209,6 +209,8 @@ class Metadata(BaseModel):
     ranker: str
     precomputed_users: int = Field(description="known users answered from the batch job's serving lists")
     rerank_depth: int
+    query_encoder: Literal["replica", "deployment"] = Field(
+        description="who embeds the one text of /search and /similar: each Recommender replica (CPU) or the Encoder")
     events_store: str = Field(description="where POST /events writes")
     variants: list[VariantInfo]
     max_k: int = MAX_K
