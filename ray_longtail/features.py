@@ -12,6 +12,8 @@ read the label window.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -83,9 +85,14 @@ class FeatureBuilder:
 
     def transform(self, wide: pd.DataFrame) -> pd.DataFrame:
         """`wide` (user, item, score_*/rank_* per source) -> the same rows with every feature column."""
-        users = wide["user"].to_numpy(np.int64)
-        items = wide["item"].to_numpy(np.int64)
-        out = {name: wide[name].to_numpy() for name in wide.columns}
+        return pd.DataFrame(self.transform_columns(wide), index=wide.index)
+
+    def transform_columns(self, wide: Mapping[str, np.ndarray] | pd.DataFrame) -> dict[str, np.ndarray]:
+        """`transform` over a DataFrame or a dict of column arrays, returning a dict of column arrays (a one-user
+        serving request: pandas' per-column costs exceed the feature computations there)."""
+        users = np.asarray(wide["user"], dtype=np.int64)
+        items = np.asarray(wide["item"], dtype=np.int64)
+        out = {name: np.asarray(wide[name]) for name in wide}
         scores = np.stack([out[f"score_{s}"].astype(np.float32) for s in self.source_names], axis=1)
         out["n_sources"] = np.isfinite(scores).sum(axis=1).astype(np.float32)
         item_vectors = self.vectors_[items]
@@ -104,7 +111,7 @@ class FeatureBuilder:
         out["category_match"], out["brand_match"] = category, brand
         out["user_log_items"] = self.user_log_items_[users]
         out["user_days_since"] = self.user_days_since_[users]
-        return pd.DataFrame(out, index=wide.index)
+        return out
 
     def _history_similarity(self, users: np.ndarray, items: np.ndarray, item_vectors: np.ndarray):
         """Per row: max / mean cosine to the user's last N history items; share of the user's history items

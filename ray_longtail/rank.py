@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,11 +183,18 @@ def train_ranker_local(train: pd.DataFrame, valid: pd.DataFrame, features: list[
                        config.num_boost_round, config.early_stopping_rounds, [])
 
 
-def predict(booster: xgboost.Booster, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """Ranker scores of the rows of `frame` (in-place prediction: no DMatrix, cheap for small requests)."""
-    if frame.empty:
-        return np.zeros(0, dtype=np.float32)
-    data = np.ascontiguousarray(frame[features].to_numpy(np.float32))
+def predict(booster: xgboost.Booster, frame: pd.DataFrame | Mapping[str, np.ndarray],
+            features: list[str]) -> np.ndarray:
+    """Ranker scores of the rows of `frame` (a DataFrame or a dict of column arrays; in-place prediction: no
+    DMatrix, cheap for small requests)."""
+    if isinstance(frame, pd.DataFrame):
+        if frame.empty:
+            return np.zeros(0, dtype=np.float32)
+        data = np.ascontiguousarray(frame[features].to_numpy(np.float32))
+    else:
+        data = np.stack([np.asarray(frame[name], dtype=np.float32) for name in features], axis=1)
+        if not len(data):
+            return np.zeros(0, dtype=np.float32)
     return np.asarray(booster.inplace_predict(data, missing=np.nan), dtype=np.float32)
 
 

@@ -20,29 +20,38 @@ LONG_COLUMNS = ("user", "item", "source", "score", "rank")
 def batch_candidates(sources: list[CandidateSource], batch: UserBatch, n: int, exclude_seen: bool = True,
                      user_labels: np.ndarray | None = None) -> pd.DataFrame:
     """Long frame (user, item, source, score, rank) of every source's top-n for one batch; `user` is
-    `user_labels` (default: the batch's `users`) of each row. Built as one frame: pandas spends ~1 ms on each
-    frame it builds, which a frame per source made most of an ad-hoc serving request's time."""
+    `user_labels` (default: the batch's `users`) of each row. Built as one frame (`candidate_columns`)."""
+    return pd.DataFrame(candidate_columns(sources, batch, n, exclude_seen, user_labels))
+
+
+def candidate_columns(sources: list[CandidateSource], batch: UserBatch, n: int, exclude_seen: bool = True,
+                      user_labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """`batch_candidates` as a dict of column arrays (`source`: object strings): what a one-user serving
+    request passes down the chain, where building and reading pandas frames cost more than the scoring."""
     labels = batch.users if user_labels is None else np.asarray(user_labels, dtype=np.int64)
     if not sources:
-        return empty_long()
+        return empty_columns()
     parts = []
     for source in sources:
         items, scores = source.candidates(batch, n, exclude_seen=exclude_seen)
         rows, cols = np.nonzero(items >= 0)
         parts.append((rows, items[rows, cols], scores[rows, cols], cols))
     counts = [len(rows) for rows, *_ in parts]
-    return pd.DataFrame({
+    return {
         "user": labels[np.concatenate([p[0] for p in parts])].astype(np.int64),
         "item": np.concatenate([p[1] for p in parts]).astype(np.int64),
         "source": np.repeat(np.asarray([s.name for s in sources], dtype=object), counts),
         "score": np.concatenate([p[2] for p in parts]).astype(np.float32),
-        "rank": (np.concatenate([p[3] for p in parts]) + 1).astype(np.int32)})
+        "rank": (np.concatenate([p[3] for p in parts]) + 1).astype(np.int32)}
+
+
+def empty_columns() -> dict[str, np.ndarray]:
+    return {"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64), "source": np.zeros(0, dtype=object),
+            "score": np.zeros(0, np.float32), "rank": np.zeros(0, np.int32)}
 
 
 def empty_long() -> pd.DataFrame:
-    return pd.DataFrame({"user": np.zeros(0, np.int64), "item": np.zeros(0, np.int64),
-                         "source": np.zeros(0, dtype=object), "score": np.zeros(0, np.float32),
-                         "rank": np.zeros(0, np.int32)})
+    return pd.DataFrame(empty_columns())
 
 
 def effective_batch_size(batch_size: int, n_items: int) -> int:

@@ -9,6 +9,7 @@ with `score_<source>` / `rank_<source>` columns; `RankedCandidates` the top `dep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,16 +26,30 @@ CURVE_METRICS = ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")
 
 
 # ------------------------------------------------------------------------------------------------ union
-def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:
+Columns = Mapping[str, np.ndarray]  # a pandas DataFrame or a dict of equal-length column arrays
+
+
+def column(frame: Columns | pd.DataFrame, name: str, dtype=None) -> np.ndarray:
+    """One column of a frame or of a dict of arrays as a NumPy array (the chain's functions take either: batch
+    stages pass DataFrames, a one-user serving request dicts, which skip pandas' per-column costs)."""
+    return np.asarray(frame[name], dtype=dtype)
+
+
+def wide_candidates(long: Columns | pd.DataFrame, source_names: list[str], n: int) -> pd.DataFrame:
     """One row per (user, item), sorted: `score_<source>` (NaN if absent) and `rank_<source>` (n + 1 if absent)."""
-    users = long["user"].to_numpy(np.int64)
-    items = long["item"].to_numpy(np.int64)
+    return pd.DataFrame(wide_columns(long, source_names, n))
+
+
+def wide_columns(long: Columns | pd.DataFrame, source_names: list[str], n: int) -> dict[str, np.ndarray]:
+    """`wide_candidates` as a dict of column arrays."""
+    users = column(long, "user", np.int64)
+    items = column(long, "item", np.int64)
     span = int(items.max()) + 1 if len(items) else 1
     keys, codes = np.unique(users * span + items, return_inverse=True)
     out = {"user": keys // span, "item": keys % span}
-    source = long["source"].to_numpy()
-    score = long["score"].to_numpy(np.float32)
-    rank = long["rank"].to_numpy(np.int32)
+    source = column(long, "source", object)
+    score = column(long, "score", np.float32)
+    rank = column(long, "rank", np.int32)
     for name in source_names:
         mask = source == name
         score_col = np.full(len(keys), np.nan, dtype=np.float32)
@@ -42,15 +57,20 @@ def wide_candidates(long: pd.DataFrame, source_names: list[str], n: int) -> pd.D
         score_col[codes[mask]] = score[mask]
         rank_col[codes[mask]] = rank[mask]
         out[f"score_{name}"], out[f"rank_{name}"] = score_col, rank_col
-    return pd.DataFrame(out)
+    return out
 
 
-def union_wide(candidates: pd.DataFrame, config: Config) -> pd.DataFrame:
+def union_wide(candidates: Columns | pd.DataFrame, config: Config) -> pd.DataFrame:
     """The candidate union of the configured sources (top n_per_source each), one row per (user, item)."""
+    return pd.DataFrame(union_columns(candidates, config))
+
+
+def union_columns(candidates: Columns | pd.DataFrame, config: Config) -> dict[str, np.ndarray]:
+    """`union_wide` as a dict of column arrays."""
     sources, n = config.retrieve.sources, config.retrieve.n_per_source
-    keep = np.isin(candidates["source"].to_numpy(dtype=object), sources) & (candidates["rank"].to_numpy() <= n)
-    union = candidates[keep]
-    return wide_candidates(union, sources, n)
+    keep = np.isin(column(candidates, "source", object), sources) & (column(candidates, "rank") <= n)
+    union = {name: column(candidates, name)[keep] for name in ("user", "item", "source", "score", "rank")}
+    return wide_columns(union, sources, n)
 
 
 # ------------------------------------------------------------------------------------------------ features
@@ -118,11 +138,11 @@ class BlendScorer:
     def __init__(self, source_names: list[str], k: float = 60.0):
         self.source_names, self.k = list(source_names), k
 
-    def score(self, wide: pd.DataFrame) -> np.ndarray:
-        total = np.zeros(len(wide), dtype=np.float64)
+    def score(self, wide: Columns | pd.DataFrame) -> np.ndarray:
+        total = np.zeros(len(column(wide, "user")), dtype=np.float64)
         for name in self.source_names:
-            score = wide[f"score_{name}"].to_numpy()
-            rank = wide[f"rank_{name}"].to_numpy(dtype=np.float64)
+            score = column(wide, f"score_{name}")
+            rank = column(wide, f"rank_{name}", np.float64)
             total += np.where(np.isnan(score), 0.0, 1.0 / (self.k + rank))
         return total
 
@@ -135,9 +155,9 @@ class SourceScorer:
         self.source, self.name = source, source
         self.blend = BlendScorer(source_names, k)
 
-    def score(self, wide: pd.DataFrame) -> np.ndarray:
-        proposed = wide[f"score_{self.source}"].notna().to_numpy()
-        own = 2.0 + 1.0 / (self.blend.k + wide[f"rank_{self.source}"].to_numpy(dtype=np.float64))
+    def score(self, wide: Columns | pd.DataFrame) -> np.ndarray:
+        proposed = ~np.isnan(column(wide, f"score_{self.source}", np.float64))
+        own = 2.0 + 1.0 / (self.blend.k + column(wide, f"rank_{self.source}", np.float64))
         return np.where(proposed, own, self.blend.score(wide))  # a blend sums < 1: proposed items come first
 
 
@@ -149,7 +169,7 @@ class RankerScorer:
     def __init__(self, booster, feature_names: list[str]):
         self.booster, self.feature_names = booster, list(feature_names)
 
-    def score(self, features: pd.DataFrame) -> np.ndarray:
+    def score(self, features: Columns | pd.DataFrame) -> np.ndarray:
         from ray_longtail.rank import predict
 
         return predict(self.booster, features, self.feature_names)
@@ -167,16 +187,22 @@ def selection_options(config: Config, ranker: RankerScorer | None) -> dict:
     return options
 
 
-def best_source(wide: pd.DataFrame, source_names: list[str]) -> np.ndarray:
+def best_source(wide: Columns | pd.DataFrame, source_names: list[str]) -> np.ndarray:
     """Per row, the source that ranks the candidate best (first in `source_names` order on ties)."""
-    ranks = wide[[f"rank_{s}" for s in source_names]].to_numpy()
+    ranks = np.stack([column(wide, f"rank_{s}") for s in source_names], axis=1)
     return np.asarray(source_names, dtype=object)[np.argmin(ranks, axis=1)]
 
 
-def scored_candidates(features: pd.DataFrame, scores: np.ndarray, source_names: list[str]) -> pd.DataFrame:
+def scored_candidates(features: Columns | pd.DataFrame, scores: np.ndarray, source_names: list[str]) -> pd.DataFrame:
     """(user, item, score, source) of the feature rows with their scores and best-ranked source."""
-    return pd.DataFrame({"user": features["user"].to_numpy(), "item": features["item"].to_numpy(),
-                         "score": scores, "source": best_source(features, source_names)})
+    return pd.DataFrame(scored_columns(features, scores, source_names))
+
+
+def scored_columns(features: Columns | pd.DataFrame, scores: np.ndarray,
+                   source_names: list[str]) -> dict[str, np.ndarray]:
+    """`scored_candidates` as a dict of column arrays."""
+    return {"user": column(features, "user"), "item": column(features, "item"), "score": np.asarray(scores),
+            "source": best_source(features, source_names)}
 
 
 # ------------------------------------------------------------------------------------------------ lists
@@ -193,13 +219,13 @@ class RankedCandidates:
     appetite: np.ndarray
 
 
-def rank_candidates(scored: pd.DataFrame, history: History, is_tail: np.ndarray, depth: int,
+def rank_candidates(scored: Columns | pd.DataFrame, history: History, is_tail: np.ndarray, depth: int,
                     appetite: np.ndarray | None = None) -> RankedCandidates:
     """Scored candidates (user, item, score, source) -> `RankedCandidates`; `appetite` default: from the
     history rows of the users."""
-    users, items, scores, rows = ranked_rows(scored["user"].to_numpy(), scored["item"].to_numpy(),
-                                             scored["score"].to_numpy(np.float64), depth)
-    sources = np.where(rows >= 0, scored["source"].to_numpy(dtype=object)[np.maximum(rows, 0)], None)
+    users, items, scores, rows = ranked_rows(column(scored, "user"), column(scored, "item"),
+                                             column(scored, "score", np.float64), depth)
+    sources = np.where(rows >= 0, column(scored, "source", object)[np.maximum(rows, 0)], None)
     if appetite is None:
         appetite = tail_appetite(history.binary, is_tail, users)
     return RankedCandidates(users=users, items=items, scores=scores, sources=sources, appetite=appetite)

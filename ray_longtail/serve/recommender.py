@@ -32,7 +32,7 @@ from ray_longtail.precompute import PrecomputedLists
 from ray_longtail.profile import user_profiles
 from ray_longtail.rank import load_ranker
 from ray_longtail.rerank import global_tail_share, ranked_rows, tail_appetite
-from ray_longtail.retrieve import batch_candidates
+from ray_longtail.retrieve import candidate_columns
 from ray_longtail.sources.base import make_batch, top_n
 
 log = logging.getLogger(__name__)
@@ -202,9 +202,9 @@ class UserLists:
 
     def _ranked(self, batch, label: np.ndarray, builder, exclude_seen: bool, rows) -> scoring.RankedCandidates:
         run = self.run
-        long = batch_candidates(run.sources, batch, self.n, exclude_seen, user_labels=label)
-        features = builder.transform(scoring.union_wide(long, run.config))
-        scored = scoring.scored_candidates(features, run.scorer.score(features), run.config.retrieve.sources)
+        long = candidate_columns(run.sources, batch, self.n, exclude_seen, user_labels=label)
+        features = builder.transform_columns(scoring.union_columns(long, run.config))
+        scored = scoring.scored_columns(features, run.scorer.score(features), run.config.retrieve.sources)
         appetite = tail_appetite(rows, self.is_tail, [0], global_share=self.global_tail_share)
         return scoring.rank_candidates(scored, run.phase.history, self.is_tail, run.config.rerank.depth,
                                        appetite=appetite)
