@@ -61,8 +61,9 @@ def tail_appetite(binary_history, is_tail: np.ndarray, users: np.ndarray, prior:
                   global_share: float | None = None) -> np.ndarray:
     """P(tail | u): share of tail items in the user's history, smoothed towards the catalog-wide share
     (`global_share`, default: that of `binary_history`)."""
-    tail_counts = np.asarray(binary_history[users] @ is_tail.astype(np.float32)).ravel()
-    totals = np.asarray(binary_history[users].sum(axis=1)).ravel()
+    rows = binary_history[users]
+    tail_counts = np.asarray(rows @ is_tail.astype(np.float32)).ravel()
+    totals = np.asarray(rows.sum(axis=1)).ravel()
     if global_share is None:
         global_share = global_tail_share(binary_history, is_tail)
     return (tail_counts + prior * global_share) / (totals + prior)

@@ -46,8 +46,9 @@ def make_batch(history: History, rows: np.ndarray, profiles: np.ndarray, vectors
     if with_content:
         content = np.asarray(profiles @ vectors.T, dtype=np.float32)
         content.flags.writeable = False
-    return UserBatch(users=users, rows=history.binary[rows], counts=history.counts[rows], profiles=profiles,
-                     content_scores=content)
+    every_row = len(rows) == history.binary.shape[0] and bool((rows == np.arange(len(rows))).all())
+    binary, counts = (history.binary, history.counts) if every_row else (history.binary[rows], history.counts[rows])
+    return UserBatch(users=users, rows=binary, counts=counts, profiles=profiles, content_scores=content)
 
 
 def known_users_batch(history: History, context: SourceContext, users: np.ndarray,
@@ -122,7 +123,7 @@ def sparse_top_n(scores: sp.csr_matrix, seen: sp.csr_matrix | None, n: int) -> t
     rows, cols, values = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data.astype(np.float32)
     keep = values != 0
     if seen is not None and seen.nnz:
-        seen_rows, seen_cols = seen.nonzero()
+        seen_rows, seen_cols = csr_nonzero(seen)
         keep &= ~np.isin(rows * scores.shape[1] + cols, seen_rows.astype(np.int64) * scores.shape[1] + seen_cols)
     rows, cols, values = rows[keep], cols[keep], values[keep]
     order = np.lexsort((cols, -values, rows))
@@ -139,5 +140,14 @@ def sparse_top_n(scores: sp.csr_matrix, seen: sp.csr_matrix | None, n: int) -> t
 def mask_seen(scores: np.ndarray, rows: sp.csr_matrix, exclude_seen: bool) -> np.ndarray:
     """Set the scores of the rows' history items to -inf (when `exclude_seen`)."""
     if exclude_seen:
-        scores[rows.nonzero()] = -np.inf
+        scores[csr_nonzero(rows)] = -np.inf
     return scores
+
+
+def csr_nonzero(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """`matrix.nonzero()` of a csr matrix read from its index arrays (scipy's goes through a COO copy: most of
+    the cost of masking one serving user's history)."""
+    matrix = matrix if matrix.format == "csr" else matrix.tocsr()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    nonzero = matrix.data != 0
+    return rows[nonzero], matrix.indices[nonzero]
