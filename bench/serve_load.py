@@ -108,6 +108,16 @@ def kind_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def overhead_table(serve: Row, local: Row) -> str:
+    """Serve vs in-process p50 per request kind at one client: the ratio, and the difference (what Serve's request
+    path adds to each call: HAProxy, the replica's HTTP server, Serve's replica wrapper, FastAPI)."""
+    lines = ["| kind | Serve p50 ms | in-process p50 ms | ratio | Serve - in-process ms |", "|---|---|---|---|---|"]
+    for kind in [k for k in serve.by_kind if local.by_kind.get(k)]:
+        remote, here = statistics.median(serve.by_kind[kind]) * 1e3, statistics.median(local.by_kind[kind]) * 1e3
+        lines.append(f"| {kind} | {remote:.1f} | {here:.1f} | {remote / here:.1f}x | {remote - here:.1f} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[Row], cpu: bool = False) -> str:
     header = CPU_HEADER if cpu else HEADER
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -378,7 +388,16 @@ def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration:
 
 def in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: str) -> tuple[Row, Row]:
     """The same requests answered by a plain Recommender in this process (with the items the app added), one at
-    a time (first-request row first); texts are embedded by the run's encoder here, as the Encoder does."""
+    a time (first-request row first); texts are embedded by the run's encoder here, as the replicas do. BLAS runs
+    on one thread, as in a replica (Ray sets OMP_NUM_THREADS=1 for an actor of under one CPU): with the default
+    pool the idle OpenBLAS thread spun on the second core and the row's CPU read twice what the calls used."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _in_process(run, requests, n, name)
+
+
+def _in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: str) -> tuple[Row, Row]:
     from ray_longtail.embed import make_encoder
     from ray_longtail.serve.recommender import Recommender
 
@@ -598,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     if serve_c1 and serve_c1.latencies and steady_in.latencies:
         ratio = statistics.median(serve_c1.latencies) / statistics.median(steady_in.latencies)
         print(f"\nServe/in-process p50 at concurrency 1: {statistics.median(serve_c1.latencies) * 1e3:.1f} ms / "
-              f"{statistics.median(steady_in.latencies) * 1e3:.1f} ms = {ratio:.1f}x")
+              f"{statistics.median(steady_in.latencies) * 1e3:.1f} ms = {ratio:.1f}x; by request kind:\n")
+        print(overhead_table(serve_c1, steady_in))
     return 1 if any(r.errors for r in rows) else 0
 
 
