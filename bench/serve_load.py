@@ -136,47 +136,74 @@ def psutil_module():
     return importlib.import_module("psutil")
 
 
-def cpu_by_group() -> dict[str, float]:
-    """CPU seconds so far per group: this process (the load generator), the app's processes by role, the rest
-    of Ray, and everything else on the machine (other users: noise)."""
+def is_proxy(name: str, cmd: str) -> bool:
+    """The HTTP ingress: Serve's ProxyActor, or with HAProxy ingress the haproxy process and its manager actor
+    (which also parses HAProxy's per-request metrics log)."""
+    return name == "haproxy" or "ProxyActor" in cmd or "HAProxyManager" in cmd
+
+
+def process_group(pid: int, name: str, cmd: str, me: int, ours: set[int]) -> str:
+    """The group a process's CPU counts under: this process (the load generator), the app's processes by role,
+    the rest of Ray, and everything else on the machine (other users: noise)."""
+    mine = pid in ours or not STARTED_HERE
+    if pid == me:
+        return "client"
+    if is_proxy(name, cmd) and mine:
+        return "proxy"
+    if "ServeReplica" in cmd and "Recommender" in cmd and mine:
+        return "Recommender"
+    if "ServeReplica" in cmd and "Encoder" in cmd and mine:
+        return "Encoder"
+    if "ServeController" in cmd and mine:
+        return "controller"
+    return "ray other" if pid in ours else "other load"
+
+
+def cpu_by_process(procs=None) -> dict[int, tuple[str, float]]:
+    """{pid: (group, CPU seconds so far)} for every process on the machine, or for `procs` (psutil processes)."""
     psutil = psutil_module()
     me = psutil.Process()
     ours = {p.pid for p in me.children(recursive=True)}
-    out = dict.fromkeys(GROUPS, 0.0)
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
-        times = proc.info["cpu_times"]
-        if times is None:
+    out = {}
+    for proc in procs if procs is not None else psutil.process_iter():
+        try:
+            with proc.oneshot():
+                times, cmd, name = proc.cpu_times(), " ".join(proc.cmdline()), proc.name()
+        except psutil.Error:
             continue
-        cmd = " ".join(proc.info["cmdline"] or [])
-        used = times.user + times.system
-        if proc.pid == me.pid:
-            group = "client"
-        elif "ProxyActor" in cmd and (proc.pid in ours or not STARTED_HERE):
-            group = "proxy"
-        elif "ServeReplica" in cmd and "Recommender" in cmd and (proc.pid in ours or not STARTED_HERE):
-            group = "Recommender"
-        elif "ServeReplica" in cmd and "Encoder" in cmd and (proc.pid in ours or not STARTED_HERE):
-            group = "Encoder"
-        elif "ServeController" in cmd and (proc.pid in ours or not STARTED_HERE):
-            group = "controller"
-        elif proc.pid in ours:
-            group = "ray other"
-        else:
-            group = "other load"
-        out[group] += used
+        out[proc.pid] = (process_group(proc.pid, name, cmd, me.pid, ours), times.user + times.system)
     return out
 
 
 class CpuMeter:
-    """CPU cores used per group during the block (processes that end inside it are missed)."""
+    """CPU cores used per group during the block. The app's processes are also read every second, so a process
+    that ends inside the block (a killed replica) still counts up to its last reading, and one that starts inside
+    it (its replacement) counts from zero."""
+
+    interval_s = 1.0
 
     def __enter__(self):
-        self.before, self.t0 = cpu_by_group(), time.perf_counter()
+        self.first = cpu_by_process()
+        self.last = dict(self.first)
+        self.t0, self.done = time.perf_counter(), threading.Event()
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
         return self
 
+    def _sample(self) -> None:
+        me = psutil_module().Process()
+        while not self.done.wait(self.interval_s):
+            self.last.update(cpu_by_process([me, *me.children(recursive=True)]))
+
     def __exit__(self, *exc):
-        after, wall = cpu_by_group(), max(time.perf_counter() - self.t0, 1e-9)
-        self.cores = {g: max(after[g] - self.before[g], 0.0) / wall for g in GROUPS}
+        self.done.set()
+        self.sampler.join()
+        self.last.update(cpu_by_process())
+        wall = max(time.perf_counter() - self.t0, 1e-9)
+        used = dict.fromkeys(GROUPS, 0.0)
+        for pid, (group, seconds) in self.last.items():
+            used[group] += max(seconds - self.first.get(pid, (group, 0.0))[1], 0.0)
+        self.cores = {g: used[g] / wall for g in GROUPS}
 
 
 STARTED_HERE = True
