@@ -1,4 +1,5 @@
-"""Tune: Ray Tune + Optuna search over n_clusters, candidates per source, XGBoost parameters and tail_weight,
+"""Tune: Ray Tune + Optuna search over n_clusters, candidates per source, XGBoost parameters, the relevance grade
+of bought tail candidates (`rank.tail_positive_grade`: it helps on some shops and hurts on others) and tail_weight,
 scored on the valid window only (fit phase: history = train, labels = valid; the test window is never read).
 
 Each trial re-clusters the item embeddings (TailExplore candidates and the cluster-tail-share feature depend
@@ -62,6 +63,7 @@ def search_space(config: Config) -> dict[str, Any]:
         "min_child_weight": tune.loguniform(0.5, 20.0),
         "subsample": tune.uniform(0.6, 1.0),
         "num_boost_round": tune.choice([100, 200, 400]),
+        "tail_positive_grade": tune.choice([1, 2, 3, 5]),
         "tail_weight": tune.choice([w for w in config.eval.tail_weights]),
     }
 
@@ -73,6 +75,7 @@ def trial_config(base: Config, params: dict[str, Any]) -> Config:
         "retrieve.n_per_source": int(params["n_per_source"]), "rank.eta": float(params["eta"]),
         "rank.max_depth": int(params["max_depth"]), "rank.min_child_weight": float(params["min_child_weight"]),
         "rank.subsample": float(params["subsample"]), "rank.num_boost_round": int(params["num_boost_round"]),
+        "rank.tail_positive_grade": int(params["tail_positive_grade"]),
         "rerank.tail_weight": float(params["tail_weight"]), "rerank.select_on_valid": False})
 
 

@@ -194,6 +194,7 @@ def test_tune_two_trials_writes_a_loadable_best_config(pipeline_run, ray_head):
     best = json.loads((run_dir / "tune" / "best.json").read_text())
     assert config.discover.n_clusters == best["params"]["n_clusters"]
     assert config.rerank.tail_weight == best["params"]["tail_weight"] and not config.rerank.select_on_valid
+    assert config.rank.tail_positive_grade == best["params"]["tail_positive_grade"]
     assert len((run_dir / "tune" / "results.csv").read_text().strip().splitlines()) == 3
 
 
@@ -223,7 +224,8 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     rank = config.rank
     params = {"n_clusters": config.discover.n_clusters, "n_per_source": config.retrieve.n_per_source,
               "eta": rank.eta, "max_depth": rank.max_depth, "min_child_weight": rank.min_child_weight,
-              "subsample": rank.subsample, "num_boost_round": rank.num_boost_round, "tail_weight": weight}
+              "subsample": rank.subsample, "num_boost_round": rank.num_boost_round,
+              "tail_positive_grade": rank.tail_positive_grade, "tail_weight": weight}
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # as in a 1-CPU Tune worker and the stage's Ray Data actors: BLAS on many threads
