@@ -193,7 +193,8 @@ def test_tune_two_trials_writes_a_loadable_best_config(pipeline_run, ray_head):
     config = load_config(best_yaml)
     best = json.loads((run_dir / "tune" / "best.json").read_text())
     assert config.discover.n_clusters == best["params"]["n_clusters"]
-    assert config.rerank.tail_weight == best["params"]["tail_weight"] and not config.rerank.select_on_valid
+    assert config.rerank.select_on_valid and "tail_weight" not in best["params"]  # the run chooses it on valid
+    assert best["metrics"]["tail_weight"] in config.eval.tail_weights
     assert config.rank.tail_positive_grade == best["params"]["tail_positive_grade"]
     assert len((run_dir / "tune" / "results.csv").read_text().strip().splitlines()) == 3
 
@@ -207,7 +208,7 @@ def test_train_job_via_ray_job_submit(pipeline_run, ray_head):
 
 def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     """One config both ways: the rank stage (Ray Train, one worker) and a `tune` trial (in process) train the same
-    ranker and score the same valid-window NDCG@10 at the same tail_weight."""
+    ranker, choose the same tail_weight for it and score the same valid-window NDCG@10 there."""
     import shutil
 
     from ray_longtail import pipeline, stages
@@ -225,12 +226,13 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     params = {"n_clusters": config.discover.n_clusters, "n_per_source": config.retrieve.n_per_source,
               "eta": rank.eta, "max_depth": rank.max_depth, "min_child_weight": rank.min_child_weight,
               "subsample": rank.subsample, "num_boost_round": rank.num_boost_round,
-              "tail_positive_grade": rank.tail_positive_grade, "tail_weight": weight}
+              "tail_positive_grade": rank.tail_positive_grade}
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # as in a 1-CPU Tune worker and the stage's Ray Data actors: BLAS on many threads
         trial = evaluate_trial(params, pipeline.trial_data(ctx))  # here rounds features differently (1e-7)
     curve = selection["options"]["ranker"]["curve"]
+    assert trial["tail_weight"] == weight  # the weight the rank stage gives this ranker, chosen the same way
     assert trial["ndcg@10"] == pytest.approx(curve[str(weight)]["ndcg@10"], abs=1e-12)
     assert trial["tail_recall@10"] == pytest.approx(curve[str(weight)]["tail_recall@10"], abs=1e-12)
 
