@@ -160,10 +160,11 @@ def process_group(pid: int, name: str, cmd: str, me: int, ours: set[int]) -> str
 
 
 def cpu_by_process(procs=None) -> dict[int, tuple[str, float]]:
-    """{pid: (group, CPU seconds so far)} for every process on the machine, or for `procs` (psutil processes)."""
+    """{pid: (group, CPU seconds so far)} for every process on the machine, or for `procs` (this process and its
+    descendants, as psutil processes)."""
     psutil = psutil_module()
     me = psutil.Process()
-    ours = {p.pid for p in me.children(recursive=True)}
+    ours = {p.pid for p in (procs if procs is not None else me.children(recursive=True))} - {me.pid}
     out = {}
     for proc in procs if procs is not None else psutil.process_iter():
         try:

@@ -7,9 +7,9 @@ on it), truncates every source to its top `n_per_source`, trains XGBoost on the 
 held-out users' lists and reports the constrained objective (max NDCG@10 s.t. TailRecall@10 >= floor) at the
 tail_weight the rank stage would give this ranker (`scoring.select_tail_weight`: the most tail recall within
 the accuracy budget). tail_weight is not searched: a free tail_weight maximised over a few hundred held-out
-users overfits them (bench: a 12-trial search that met the floor on valid missed it on test, below the default
-run). Everything goes through the scoring chain's own functions (`scoring.py`), so a trial scores exactly the
-system `run` builds for the same config. The best trial becomes a complete YAML config with
+users overfits them (README, synthetic retail profile: a 12-trial search that met the floor on valid missed it
+on test, below the default run). Everything goes through the scoring chain's own functions (`scoring.py`), so a
+trial scores exactly the system `run` builds for the same config. The best trial becomes a complete YAML config with
 `rerank.select_on_valid` kept: `ray-longtail run --config <tune/best.yaml>` chooses the final scorer and
 tail_weight on valid as every run does. `pipeline.run_tune` prepares the trial data and writes the results.
 """
