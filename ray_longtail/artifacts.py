@@ -33,6 +33,7 @@ FEATURE_NAMES = "feature_names.json"
 SOURCES_ARTIFACT = "sources/eval.pkl"  # the sources fitted on the eval history (what serving loads)
 SELECTION = "ranker/selection.json"
 SERVING_LISTS = "serving/ranked.parquet"  # ranked candidates of history users (precompute.py)
+EXPOSURE_PATHS = "serving/exposure.npz"  # the re-ranker's exposure path per tail_weight (precompute.py)
 FEEDBACK = "feedback/interactions.parquet"  # events folded into the eval history by `refresh` (feedback.py)
 ADDED = "added_items"  # items added at serving time, one Parquet file per request
 LATEST = "latest"

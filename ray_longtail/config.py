@@ -245,6 +245,9 @@ class RerankConfig:
     surplus_share: float = number(0.5, ge=0, le=1)
     method: str = choice("xquad_tail", RERANK_METHODS)
     depth: int = number(200, gt=0)
+    exposure_strength: float = number(1.0, ge=0)  # cost of exposure at tail_weight 1 (0 = off); rerank.py
+    exposure_from: float = number(0.5, ge=0, lt=1)  # tail_weight up to which exposure costs nothing
+    exposure_users: int = number(20000, gt=0)  # users sampled to count exposure (the path serving replays)
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ class EvalConfig:
     max_users: int | None = number(None, gt=0)  # evaluate a seeded sample of at most this many users (None = all)
     baselines: list[str] = field(  # sources reported alone in the quality table (fitted even if not in the union)
         default_factory=lambda: ["popular", "itemknn", "ease", "als", "content", "tail_explore"])
-    tail_weights: list[float] = number([0.0, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.9, 1.0], ge=0, le=1)
+    tail_weights: list[float] = number([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], ge=0, le=1)
 
     def validate(self) -> None:
         """Metrics are reported per K, and tail_weight selection and tuning choose among tail_weights."""

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from ray_longtail.artifacts import (
+    EXPOSURE_PATHS,
     FEEDBACK,
     MANIFEST,
     SERVING_LISTS,
@@ -41,7 +42,8 @@ from ray_longtail.errors import UserError
 from ray_longtail.serve.events import open_events
 
 log = logging.getLogger(__name__)
-REFRESHED = {"metrics.json", SOURCES_ARTIFACT, SERVING_LISTS, "item_segments.parquet", FEEDBACK}  # rewritten
+REFRESHED = {"metrics.json", SOURCES_ARTIFACT, SERVING_LISTS, EXPOSURE_PATHS, "item_segments.parquet",  # rewritten
+             FEEDBACK}
 NOT_COPIED = ("events/",)  # a refreshed run starts its own events store
 
 

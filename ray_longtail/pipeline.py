@@ -25,6 +25,7 @@ import pandas as pd
 from ray_longtail import __version__, stages
 from ray_longtail.artifacts import (
     CANDIDATES,
+    EXPOSURE_PATHS,
     FEATURE_NAMES,
     FEATURES,
     SELECTION,
@@ -206,7 +207,7 @@ STAGES: list[Stage] = [
     Stage("features", (*FEATURES.values(), FEATURE_NAMES), stages.stage_features, needs=("retrieve",),
           uses_ray=True),
     Stage("rank", ("ranker/_SUCCESS", SELECTION), stages.stage_rank, needs=("features",), uses_ray=True),
-    Stage("serving", (SERVING_LISTS,), stages.stage_serving, needs=("rank",), uses_ray=True),
+    Stage("serving", (SERVING_LISTS, EXPOSURE_PATHS), stages.stage_serving, needs=("rank",), uses_ray=True),
     Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md", "report.html"), stages.stage_evaluate,
           needs=("features", "rank", "serving"), uses_ray=True),
 ]

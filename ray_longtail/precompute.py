@@ -11,6 +11,7 @@ scores (the ranker's), 2.6 KB with float64 ones (the blend's), i.e. 180-260 MB p
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 
@@ -104,6 +105,12 @@ class PrecomputedLists:
     def nbytes(self) -> int:
         return self.items.nbytes + self.scores.nbytes + self.codes.nbytes + self.appetite.nbytes
 
+    def ranked(self) -> RankedCandidates:
+        """Every stored user's ranked candidates at once (users = table rows; sources are not needed here)."""
+        return RankedCandidates(users=np.arange(len(self.items)), items=self.items.astype(np.int64),
+                                scores=self.scores.astype(np.float64), sources=np.empty((0, 0), object),
+                                appetite=self.appetite)
+
     def get(self, user: int, exclude_seen: bool) -> RankedCandidates | None:
         """The user's ranked candidates, or None when they were not precomputed (for this `exclude_seen`)."""
         row = self.row_of[user]
@@ -114,3 +121,30 @@ class PrecomputedLists:
                                 scores=self.scores[row: row + 1].astype(np.float64),
                                 sources=np.where(items >= 0, self.source_names[self.codes[row: row + 1]], None),
                                 appetite=self.appetite[row: row + 1])
+
+
+@dataclass(frozen=True)
+class ExposurePaths:
+    """The re-ranker's exposure paths (`rerank.py`) of the serving population, one per tail_weight where exposure
+    costs something: `weights` (n,), `paths` (n, steps, n_items) float32. Stored as `serving/exposure.npz`
+    (`artifacts.EXPOSURE_PATHS`); a replica holds steps x n_items x 4 bytes per weight (1.6 KB per catalog item
+    for the 5 default weights above 0.5, against 1.5 KB for the item's vector)."""
+
+    weights: np.ndarray
+    paths: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, weights=self.weights, paths=self.paths)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ExposurePaths:
+        with np.load(io.BytesIO(data)) as arrays:
+            return cls(weights=arrays["weights"], paths=arrays["paths"])
+
+    def for_weight(self, tail_weight: float) -> np.ndarray | None:
+        """The path recorded at `tail_weight`, else at the nearest recorded weight (None when there is none)."""
+        if not len(self.weights):
+            return None
+        return self.paths[int(np.argmin(np.abs(self.weights - tail_weight)))]

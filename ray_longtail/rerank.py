@@ -11,6 +11,14 @@
 - `mmr` (Carbonell & Goldstein 1998) over item embeddings:
   score(i | S) = (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j).
 
+Exposure awareness (xquad and xquad_tail): items already shown to many users cost more. Above a tail_weight
+`start` the objective also subtracts w(λ)·c_s(i), w(λ) = strength·((λ − start) / (1 − start))², where c_s(i) is the
+item's exposure before step s: the number of users of the population whose list already holds it, over the most
+exposed item's count. The population's lists are built step-synchronously (every user's s-th item is chosen
+against the exposure of steps < s), so the costs of each step (the exposure path, (K, n_items)) replay any one
+user's list exactly: serving re-ranks a request with the path the batch job recorded. Measured (README): Coverage@10
+0.53 -> 0.93 at tail_weight 0.9 on the magazines profile for a little NDCG; below `start` nothing changes.
+
 rel = the ranker score min-max scaled per user over the top `depth` candidates. λ = 0 keeps the ranker order.
 All users are re-ranked at once: arrays (n_users, depth), K greedy steps.
 """
@@ -69,12 +77,21 @@ def tail_appetite(binary_history, is_tail: np.ndarray, users: np.ndarray, prior:
     return (tail_counts + prior * global_share) / (totals + prior)
 
 
+def exposure_weight(tail_weight: float, strength: float, start: float) -> float:
+    """w(λ): 0 up to `start`, rising quadratically to `strength` at λ = 1."""
+    if strength <= 0 or tail_weight <= start:
+        return 0.0
+    return float(strength * ((tail_weight - start) / (1.0 - start)) ** 2)
+
+
 def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float,
            method: str = "xquad", is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
-           vectors: np.ndarray | None = None) -> pd.DataFrame:
+           vectors: np.ndarray | None = None, exposure_cost: float = 0.0,
+           exposure_path: np.ndarray | None = None) -> pd.DataFrame:
     """Greedy top-k selection per user; returns long (user, item, rank, score, position) with score = the ranker
     score and position = the item's column in `items`."""
-    chosen = greedy_positions(items, scores, k, tail_weight, method, is_tail, appetite, vectors)
+    chosen = greedy_positions(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost,
+                              exposure_path)
     user_idx, rank_idx = np.nonzero(chosen >= 0)
     position = chosen[user_idx, rank_idx]
     return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
@@ -84,14 +101,39 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
 
 def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float, method: str = "xquad",
                      is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
-                     vectors: np.ndarray | None = None) -> np.ndarray:
-    """The re-ranker's choice: (n_users, min(k, depth)) columns of `items` in list order, -1 padded."""
-    n_users, depth = items.shape
+                     vectors: np.ndarray | None = None, exposure_cost: float = 0.0,
+                     exposure_path: np.ndarray | None = None) -> np.ndarray:
+    """The re-ranker's choice: (n_users, min(k, depth)) columns of `items` in list order, -1 padded.
+
+    `exposure_cost` = w(λ) (`exposure_weight`); with it, `exposure_path` (steps, n_items) gives each step's item
+    costs (steps past its end use its last row; items past its width cost 0), and without a path the rows are
+    the population whose exposure is counted as its lists are built (`exposure_path` records that path)."""
+    chosen, _ = _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost,
+                        exposure_path)
+    return chosen
+
+
+def exposure_path(items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float, method: str,
+                  is_tail: np.ndarray, appetite: np.ndarray, exposure_cost: float) -> np.ndarray:
+    """(min(k, depth), n_items) float32: the item costs each greedy step of this population of users saw."""
+    _, path = _greedy(items, scores, k, tail_weight, method, is_tail, appetite, None, exposure_cost, None)
+    return path
+
+
+def _relevance(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Scores min-max scaled per user over the valid cells (padding: 0)."""
     valid = items >= 0
     finite = np.where(valid, scores, np.nan)
     low, high = np.nanmin(finite, axis=1, keepdims=True), np.nanmax(finite, axis=1, keepdims=True)
-    rel = np.where(valid, (scores - low) / np.where(high > low, high - low, 1.0), 0.0)  # padding: masked below
-    rel = np.nan_to_num(rel, nan=0.0)
+    rel = np.where(valid, (scores - low) / np.where(high > low, high - low, 1.0), 0.0)
+    return np.nan_to_num(rel, nan=0.0)
+
+
+def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost, path):
+    """`greedy_positions` and, in population mode (exposure cost without a path), the exposure path."""
+    n_users, depth = items.shape
+    valid = items >= 0
+    rel = _relevance(items, scores)
     lam = float(np.clip(tail_weight, 0.0, 1.0))
     k = min(k, depth)
     chosen = np.full((n_users, k), -1, dtype=np.int64)
@@ -111,6 +153,10 @@ def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight:
         max_sim = np.full((n_users, depth), -1.0)
     else:
         raise ValueError(f"rerank.method must be xquad, xquad_tail or mmr, got {method!r}")
+    exposed = exposure_cost > 0 and method != "mmr" and lam > 0
+    record = exposed and path is None
+    counts = np.zeros(len(is_tail), dtype=np.int64) if record else None
+    steps = []
     for step in range(k):
         if lam == 0.0:
             objective = rel.copy()
@@ -119,6 +165,11 @@ def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight:
             head_gap = 1.0 - (step - tail_selected) / (step + 1)
             diversity = np.where(cand_tail, (appetite * tail_gap)[:, None], ((1 - appetite) * head_gap)[:, None])
             objective = (1 - lam) * rel + lam * diversity
+            if exposed:
+                cost = (counts / max(int(counts.max()), 1)).astype(np.float32) if record else \
+                    path[min(step, len(path) - 1)]
+                steps.append(cost)
+                objective = objective - exposure_cost * _cell_costs(cost, items, valid)
         else:
             objective = (1 - lam) * rel - lam * max_sim
         objective = np.where(available, objective, -np.inf)
@@ -128,8 +179,17 @@ def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight:
         available[rows[has], pick[has]] = False
         if method != "mmr":
             tail_selected += np.where(has, cand_tail[rows, pick], 0)
+            if record:
+                counts += np.bincount(items[rows[has], pick[has]], minlength=len(counts))
         elif lam > 0:
             picked_vectors = cand_vectors[rows, pick]
             sims = np.einsum("udk,uk->ud", cand_vectors, picked_vectors)
             max_sim = np.where(has[:, None], np.maximum(max_sim, sims), max_sim)
-    return chosen
+    width = len(is_tail) if is_tail is not None else 0
+    return chosen, (np.stack(steps) if record and steps else np.zeros((0, width), np.float32))
+
+
+def _cell_costs(cost: np.ndarray, items: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n_users, depth) cost of each candidate cell; items past the cost vector (added at serving time) cost 0."""
+    known = valid & (items < len(cost))
+    return np.where(known, cost[np.where(known, items, 0)], 0.0)

@@ -20,7 +20,15 @@ from ray_longtail.evaluate import system_metrics
 from ray_longtail.features import FeatureBuilder
 from ray_longtail.history import History
 from ray_longtail.phase import Phase
-from ray_longtail.rerank import candidate_matrix, greedy_positions, ranked_rows, rerank, tail_appetite
+from ray_longtail.rerank import (
+    candidate_matrix,
+    exposure_path,
+    exposure_weight,
+    greedy_positions,
+    ranked_rows,
+    rerank,
+    tail_appetite,
+)
 
 CURVE_METRICS = ("ndcg@10", "tail_recall@10", "coverage@10", "aplt@10")
 
@@ -231,33 +239,64 @@ def rank_candidates(scored: Columns | pd.DataFrame, history: History, is_tail: n
     return RankedCandidates(users=users, items=items, scores=scores, sources=sources, appetite=appetite)
 
 
+def exposure_cost(tail_weight: float, config: Config) -> float:
+    """The re-ranker's exposure cost w(λ) at `tail_weight` with the configured method and strength."""
+    if config.rerank.method == "mmr":
+        return 0.0
+    return exposure_weight(tail_weight, config.rerank.exposure_strength, config.rerank.exposure_from)
+
+
+def population_exposure(ranked: RankedCandidates, k: int, tail_weight: float, config: Config,
+                        is_tail: np.ndarray) -> np.ndarray | None:
+    """The exposure path (k, n_items) of these users' lists at `tail_weight` (None when the cost is 0 there),
+    counted over a seeded sample of at most `rerank.exposure_users` of them (costs are shares of the most exposed
+    item, so a sample of a large population gives nearly the same path)."""
+    cost = exposure_cost(tail_weight, config)
+    if cost == 0.0 or not len(ranked.users):
+        return None
+    rows = np.arange(len(ranked.users))
+    if len(rows) > config.rerank.exposure_users:
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.rerank.exposure_users, replace=False))
+    return exposure_path(ranked.items[rows], ranked.scores[rows], k, tail_weight, config.rerank.method, is_tail,
+                         ranked.appetite[rows], cost)
+
+
 def rerank_lists(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
-                 vectors: np.ndarray, users_per_chunk: int = 512) -> pd.DataFrame:
+                 vectors: np.ndarray, users_per_chunk: int = 512, path: np.ndarray | None = None) -> pd.DataFrame:
     """Final top-k lists (user, item, rank, score, source) at `tail_weight` with the configured re-ranker, in
-    chunks of users (MMR holds a (users, depth, dim) block of candidate vectors)."""
+    chunks of users (MMR holds a (users, depth, dim) block of candidate vectors). Exposure costs follow `path`
+    (default: the path of these users' own lists, `population_exposure`)."""
+    cost = exposure_cost(tail_weight, config)
+    if cost and path is None:
+        path = population_exposure(ranked, k, tail_weight, config, is_tail)
     parts = []
     for start in range(0, max(len(ranked.users), 1), users_per_chunk):
         rows = slice(start, start + users_per_chunk)
         lists = rerank(ranked.users[rows], ranked.items[rows], ranked.scores[rows], k, tail_weight,
-                       config.rerank.method, is_tail=is_tail, appetite=ranked.appetite[rows], vectors=vectors)
+                       config.rerank.method, is_tail=is_tail, appetite=ranked.appetite[rows], vectors=vectors,
+                       exposure_cost=cost, exposure_path=path)
         row = start + np.searchsorted(ranked.users[rows], lists["user"].to_numpy())
         parts.append(lists.drop(columns="position").assign(source=ranked.sources[row, lists["position"].to_numpy()]))
     return pd.concat(parts, ignore_index=True)
 
 
 def rerank_user(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
-                vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                vectors: np.ndarray, path: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`rerank_lists` of a one-user `RankedCandidates` without building frames (the request path): (items,
-    scores as float32, sources), each of at most k."""
+    scores as float32, sources), each of at most k. Exposure costs follow `path` (the batch job's, from
+    `serving/exposure.npz`); without one a single user has no exposure to count."""
+    cost = exposure_cost(tail_weight, config) if path is not None else 0.0
     chosen = greedy_positions(ranked.items, ranked.scores, k, tail_weight, config.rerank.method, is_tail=is_tail,
-                              appetite=ranked.appetite, vectors=vectors)[0]
+                              appetite=ranked.appetite, vectors=vectors, exposure_cost=cost, exposure_path=path)[0]
     chosen = chosen[chosen >= 0]
     return ranked.items[0, chosen], ranked.scores[0, chosen].astype(np.float32), ranked.sources[0, chosen]
 
 
-def phase_lists(phase: Phase, ranked: RankedCandidates, tail_weight: float, config: Config) -> pd.DataFrame:
+def phase_lists(phase: Phase, ranked: RankedCandidates, tail_weight: float, config: Config,
+                path: np.ndarray | None = None) -> pd.DataFrame:
     """`rerank_lists` at the largest evaluated cut-off, with the phase's tail flags and item vectors."""
-    return rerank_lists(ranked, max(config.eval.ks), tail_weight, config, phase.is_tail, phase.context.vectors)
+    return rerank_lists(ranked, max(config.eval.ks), tail_weight, config, phase.is_tail, phase.context.vectors,
+                        path=path)
 
 
 def cold_start_lists(popularity: np.ndarray, vectors: np.ndarray, k: int, tail_weight: float,

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ray_longtail import scoring
 from ray_longtail.artifacts import (
+    EXPOSURE_PATHS,
     FEATURE_NAMES,
     SELECTION,
     SERVING_LISTS,
@@ -33,7 +34,7 @@ from ray_longtail.evaluate import baseline_metrics, candidate_recall_table, reco
 from ray_longtail.features import attach_labels, features_on_ray
 from ray_longtail.feedback import with_feedback
 from ray_longtail.finetune import tuned_encoder_path
-from ray_longtail.precompute import ranked_table, serving_users
+from ray_longtail.precompute import ExposurePaths, PrecomputedLists, ranked_table, serving_users
 from ray_longtail.profile import profiles_table
 from ray_longtail.progress import Progress
 from ray_longtail.rank import MODEL_FILE, save_ranker, score_on_ray, train_ranker
@@ -309,8 +310,23 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
         tables.append(ranked_table(none, users, phase.history, config.retrieve.sources, config.eval.exclude_seen))
     table = pa.concat_tables(tables)
     ctx.store.write_table(SERVING_LISTS, table)
+    population = PrecomputedLists.from_table(table, phase.history).ranked() if len(users) else \
+        ranked_candidates(ctx, "eval", ctx.features("eval"), scorer)
+    paths = exposure_paths(population, phase, config, final_choice(ctx)[1])
+    ctx.store.write_bytes(EXPOSURE_PATHS, paths.to_bytes())
     return {"users": int(len(users)), "of_history_users": int(phase.history.n_users), "scorer": scorer_name,
-            "mb": round(table.nbytes / 2**20, 1)}
+            "mb": round(table.nbytes / 2**20, 1), "exposure_weights": paths.weights.tolist()}
+
+
+def exposure_paths(population: scoring.RankedCandidates, phase, config, selected: float) -> ExposurePaths:
+    """The re-ranker's exposure path over `population` (the precomputed serving users, else the evaluated
+    users) at every curve weight and the selected one where exposure costs something: what `evaluate` and the
+    Serve app re-rank with, so served lists equal the batch job's."""
+    weights = sorted(w for w in {*config.eval.tail_weights, selected} if scoring.exposure_cost(w, config) > 0)
+    paths = [scoring.population_exposure(population, max(config.eval.ks), w, config, phase.is_tail) for w in weights]
+    steps = min(max(config.eval.ks), config.rerank.depth)
+    stacked = np.stack(paths) if paths else np.zeros((0, steps, phase.history.n_items), np.float32)
+    return ExposurePaths(weights=np.asarray(weights, dtype=np.float64), paths=stacked.astype(np.float32))
 
 
 def final_choice(ctx: RunContext) -> tuple[str, float]:
@@ -331,9 +347,12 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
             systems[name.capitalize()] = system_metrics(phase, scoring.phase_lists(phase, ranked, 0.0, config),
                                                         config.eval.ks)
     ranked = ranked_candidates(ctx, "eval", features, ctx.scorer(scorer_name))
+    paths = ExposurePaths.from_bytes(ctx.store.read_bytes(EXPOSURE_PATHS)) if ctx.store.exists(EXPOSURE_PATHS) \
+        else None
     curve, lists = {}, {}
     for weight in sorted(set(config.eval.tail_weights) | {0.0, tail_weight}):
-        lists[weight] = scoring.phase_lists(phase, ranked, weight, config)
+        path = paths.for_weight(weight) if paths is not None else None
+        lists[weight] = scoring.phase_lists(phase, ranked, weight, config, path=path)
         curve[str(weight)] = system_metrics(phase, lists[weight], config.eval.ks)
     systems["system_tw0"] = curve["0.0"]
     systems["system"] = curve[str(tail_weight)]

@@ -161,3 +161,44 @@ def test_tail_positive_grade_upweights_only_bought_tail_candidates():
     assert train["label"].tolist() == [3.0, 1.0, 0.0] and valid["label"].tolist() == [3.0]
     assert scoring.fold_queries([(frame, np.array([0]), np.array([1]))])[0]["label"].tolist() == [1.0, 1.0, 0.0]
 
+
+
+def test_exposure_weight_is_zero_up_to_its_start_and_the_strength_at_one():
+    from ray_longtail.rerank import exposure_weight
+
+    assert [exposure_weight(w, 2.0, 0.5) for w in (0.0, 0.5, 0.75, 1.0)] == [0.0, 0.0, 0.5, 2.0]
+    assert exposure_weight(1.0, 0.0, 0.5) == 0.0
+
+
+def test_the_exposure_path_replays_every_users_list_alone(phase):
+    """Serving re-ranks one user with the path the batch job recorded: that must give the user exactly the list
+    the population pass gave them."""
+    from ray_longtail.rerank import exposure_path, greedy_positions
+
+    ranked = ranked_from(phase, np.random.default_rng(4).random((phase.history.n_users, N_ITEMS)))
+    args = (ranked.items, ranked.scores, 10, 0.9, "xquad_tail")
+    together = greedy_positions(*args, phase.is_tail, ranked.appetite, exposure_cost=1.0)
+    path = exposure_path(*args, phase.is_tail, ranked.appetite, 1.0)
+    assert path.shape == (10, N_ITEMS) and path.max() == 1.0 and not path[0].any()  # no exposure before step 1
+    for row in range(len(ranked.users)):
+        alone = greedy_positions(ranked.items[row: row + 1], ranked.scores[row: row + 1], 10, 0.9, "xquad_tail",
+                                 phase.is_tail, ranked.appetite[row: row + 1], exposure_cost=1.0, exposure_path=path)
+        np.testing.assert_array_equal(alone[0], together[row])
+
+
+def test_exposure_spreads_the_lists_above_its_start_and_changes_nothing_below(phase):
+    """Every user's top candidates are the same items (a popular taste): exposure costs make the high end of the
+    curve spread the lists over the catalog, and leave tail_weights up to `rerank.exposure_from` alone."""
+    rng = np.random.default_rng(5)
+    scores = np.tile(np.linspace(1, 0, N_ITEMS), (phase.history.n_users, 1)) + 0.05 * rng.random(
+        (phase.history.n_users, N_ITEMS))
+    ranked = ranked_from(phase, scores)
+    on, off = (load_config(overrides=["eval.ks=[10]", f"rerank.exposure_strength={s}"]) for s in (1.0, 0.0))
+
+    def covered(weight, config):
+        lists = scoring.rerank_lists(ranked, 10, weight, config, phase.is_tail, phase.context.vectors)
+        return lists, lists["item"].nunique()
+
+    for weight in (0.0, 0.3, 0.5):
+        pd.testing.assert_frame_equal(covered(weight, on)[0], covered(weight, off)[0])
+    assert covered(0.9, on)[1] >= covered(0.9, off)[1] + 5

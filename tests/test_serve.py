@@ -754,3 +754,35 @@ def test_a_run_without_serving_lists_answers_the_same_lists_on_demand(pipeline_r
         expected = expected.sort_values("rank")
         answer = recommender.recommend(str(user), k=len(expected))
         assert [i["item_id"] for i in answer["items"]] == expected["item_id"].astype(str).tolist(), user
+
+
+def test_known_users_at_an_exposure_weight_get_the_batch_lists(pipeline_run):
+    """Above `rerank.exposure_from` a list depends on the exposure of the population's lists: the batch job stores
+    the path it counted (serving/exposure.npz), evaluates with it, and a served user re-ranked with it gets the
+    batch job's list at that tail_weight."""
+    import numpy as np
+
+    from ray_longtail import scoring
+    from ray_longtail.artifacts import EXPOSURE_PATHS, open_run_store
+    from ray_longtail.evaluate import system_metrics
+    from ray_longtail.pipeline import RunContext
+    from ray_longtail.precompute import ExposurePaths
+    from ray_longtail.serve.recommender import Recommender, serving_config
+    from ray_longtail.stages import ranked_candidates
+
+    _, _, run_dir = pipeline_run
+    store = open_run_store(str(run_dir))
+    ctx = RunContext(serving_config(store), store)
+    paths = ExposurePaths.from_bytes(store.read_bytes(EXPOSURE_PATHS))
+    assert 0.9 in paths.weights.tolist() and 0.5 not in paths.weights.tolist()  # only where exposure costs
+    phase = ctx.phase("eval")
+    ranked = ranked_candidates(ctx, "eval", ctx.features("eval"), ctx.scorer(store.read_json("metrics.json")
+                                                                             ["info"]["scorer"]))
+    batch = scoring.phase_lists(phase, ranked, 0.9, ctx.config, path=paths.for_weight(0.9))
+    recommender = Recommender(str(run_dir))
+    for user in np.random.default_rng(0).choice(ranked.users, 8, replace=False):
+        expected = batch[batch["user"] == user].sort_values("rank")
+        answer = recommender.recommend(str(phase.history.user_ids[user]), k=20, tail_weight=0.9)
+        assert [i["item_id"] for i in answer["items"]] == phase.history.item_ids[expected["item"]].tolist()
+    assert json.loads((run_dir / "metrics.json").read_text())["tradeoff"]["0.9"]["ndcg@10"] == pytest.approx(
+        system_metrics(phase, batch, ctx.config.eval.ks)["ndcg@10"])

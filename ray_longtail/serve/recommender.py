@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 
 from ray_longtail import scoring
-from ray_longtail.artifacts import ADDED, SERVING_LISTS, SOURCES_ARTIFACT, RunStore, open_run_store
+from ray_longtail.artifacts import ADDED, EXPOSURE_PATHS, SERVING_LISTS, SOURCES_ARTIFACT, RunStore, open_run_store
 from ray_longtail.config import RERANK_METHODS, Config, load_config
 from ray_longtail.data import schema as S
 from ray_longtail.enrich import feature_catalog
 from ray_longtail.errors import UserError
 from ray_longtail.history import History
 from ray_longtail.phase import Phase, load_phase
-from ray_longtail.precompute import PrecomputedLists
+from ray_longtail.precompute import ExposurePaths, PrecomputedLists
 from ray_longtail.profile import user_profiles
 from ray_longtail.rank import load_ranker
 from ray_longtail.rerank import global_tail_share, ranked_rows, tail_appetite
@@ -61,6 +61,7 @@ class ServedRun:
     catalog: pd.DataFrame
     default_tail_weight: float
     precomputed: PrecomputedLists | None
+    exposure: ExposurePaths | None
 
     @classmethod
     def load(cls, run: str, overrides: list[str] | None = None) -> ServedRun:
@@ -86,7 +87,9 @@ class ServedRun:
                    scorer=scorer, catalog=catalog,
                    default_tail_weight=float(info["tail_weight"]),
                    precomputed=PrecomputedLists.from_table(store.read_arrow(SERVING_LISTS), phase.history)
-                   if store.exists(SERVING_LISTS) else None)
+                   if store.exists(SERVING_LISTS) else None,
+                   exposure=ExposurePaths.from_bytes(store.read_bytes(EXPOSURE_PATHS))
+                   if store.exists(EXPOSURE_PATHS) else None)
 
 
 @dataclass(frozen=True)
@@ -306,8 +309,10 @@ class Recommender:
         if "content" in self.config.retrieve.sources:
             ranked = merge_added(ranked, self.items)
         config = self.config if rerank_method is None else self.method_configs[rerank_method]
+        same_method = config.rerank.method == self.config.rerank.method  # the path was recorded with the run's
+        path = self.run.exposure.for_weight(weight) if self.run.exposure is not None and same_method else None
         items, scores, sources = scoring.rerank_user(ranked, k, weight, config, self.items.is_tail,
-                                                     self.items.vectors)
+                                                     self.items.vectors, path=path)
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
                 "items": self._explained(items, scores, sources, history_items)}
 
