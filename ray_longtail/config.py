@@ -21,7 +21,8 @@ import yaml
 from ray_longtail.errors import ConfigError
 from ray_longtail.metrics import METRIC_NAMES
 
-RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "mmr")  # extend here when rerank.py learns a method
+# extend here when rerank.py learns a method
+RERANK_METHODS: tuple[str, ...] = ("xquad_tail", "xquad", "calibrated", "mmr")
 FEEDBACK_EVENT_TYPES: tuple[str, ...] = ("impression", "click", "add_to_cart", "purchase")  # what POST /events takes
 EMBED_DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<n>")  # "<n>" in an option stands for digits
 EMBED_RUNTIMES: tuple[str, ...] = ("auto", "onnx", "torch")

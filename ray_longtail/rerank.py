@@ -8,10 +8,13 @@
   pushed towards the tail as λ grows (λ = 1: tail items first). Plain xQuAD can never make a list more tail than
   the user's history; this reaches the tail candidates deep in the union (measured: a wider NDCG / tail recall /
   coverage frontier on the bundled data and both synthetic profiles, `README.md`).
+- `calibrated` (calibrated popularity, Abdollahpouri et al. 2021): score(i | S) = (1 − λ)·rel(i) −
+  λ·JS(P_u, Q(S ∪ {i})), the Jensen-Shannon divergence between the user's {head, tail} distribution (the tail
+  appetite) and the list's. Like plain xQuAD it matches the user's appetite and never goes past it.
 - `mmr` (Carbonell & Goldstein 1998) over item embeddings:
   score(i | S) = (1 − λ)·rel(i) − λ·max_{j∈S} cos(i, j).
 
-Exposure awareness (xquad and xquad_tail): items already shown to many users cost more. Above a tail_weight
+Exposure awareness (every method but mmr): items already shown to many users cost more. Above a tail_weight
 `start` the objective also subtracts w(λ)·c_s(i), w(λ) = strength·((λ − start) / (1 − start))², where c_s(i) is the
 item's exposure before step s: the number of users of the population whose list already holds it, over the most
 exposed item's count. The population's lists are built step-synchronously (every user's s-th item is chosen
@@ -129,8 +132,69 @@ def _relevance(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.nan_to_num(rel, nan=0.0)
 
 
+class _PopularityAspects:
+    """The head/tail state of the xQuAD family and of calibrated popularity over one greedy pass: each user's
+    target tail share and how many tail items their list holds so far."""
+
+    def __init__(self, method: str, items: np.ndarray, valid: np.ndarray, is_tail: np.ndarray | None,
+                 appetite: np.ndarray | None, lam: float):
+        if is_tail is None or appetite is None:
+            raise ValueError(f"{method} needs is_tail and appetite")
+        self.method = method
+        self.target = np.asarray(appetite, dtype=np.float64)
+        if method == "xquad_tail":
+            self.target = self.target ** (1.0 - lam)
+        self.cand_tail = np.where(valid, is_tail[np.maximum(items, 0)], False)
+        self.tail_selected = np.zeros(len(items))
+
+    def term(self, step: int) -> np.ndarray:
+        """(n_users, depth) what each candidate adds to the list's aspect objective at this step."""
+        if self.method == "calibrated":
+            cost_tail = js_divergence(self.target, (self.tail_selected + 1) / (step + 1))
+            cost_head = js_divergence(self.target, self.tail_selected / (step + 1))
+            return -np.where(self.cand_tail, cost_tail[:, None], cost_head[:, None])
+        tail_gap = 1.0 - self.tail_selected / (step + 1)
+        head_gap = 1.0 - (step - self.tail_selected) / (step + 1)
+        return np.where(self.cand_tail, (self.target * tail_gap)[:, None], ((1 - self.target) * head_gap)[:, None])
+
+    def update(self, rows: np.ndarray, pick: np.ndarray, has: np.ndarray) -> None:
+        self.tail_selected += np.where(has, self.cand_tail[rows, pick], 0)
+
+
+class _Redundancy:
+    """MMR's state: each candidate's highest cosine to the items already in the list."""
+
+    def __init__(self, items: np.ndarray, vectors: np.ndarray | None):
+        if vectors is None:
+            raise ValueError("mmr needs item vectors")
+        self.cand_vectors = vectors[np.maximum(items, 0)]
+        self.max_sim = np.full(items.shape, -1.0)
+
+    def term(self, step: int) -> np.ndarray:
+        return -self.max_sim
+
+    def update(self, rows: np.ndarray, pick: np.ndarray, has: np.ndarray) -> None:
+        sims = np.einsum("udk,uk->ud", self.cand_vectors, self.cand_vectors[rows, pick])
+        self.max_sim = np.where(has[:, None], np.maximum(self.max_sim, sims), self.max_sim)
+
+
+def js_divergence(p_tail: np.ndarray, q_tail: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between the {head, tail} distributions with tail shares
+    p_tail and q_tail."""
+    p = np.stack([1 - p_tail, p_tail], axis=-1)
+    q = np.stack([1 - q_tail, q_tail], axis=-1)
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        return np.where(a > 0, a * np.log2(np.where(a > 0, a, 1.0) / np.where(m > 0, m, 1.0)), 0.0).sum(axis=-1)
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
 def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost, path):
     """`greedy_positions` and, in population mode (exposure cost without a path), the exposure path."""
+    if method not in ("xquad", "xquad_tail", "calibrated", "mmr"):
+        raise ValueError(f"rerank.method must be xquad, xquad_tail, calibrated or mmr, got {method!r}")
     n_users, depth = items.shape
     valid = items >= 0
     rel = _relevance(items, scores)
@@ -139,52 +203,28 @@ def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, e
     chosen = np.full((n_users, k), -1, dtype=np.int64)
     available = valid.copy()
     rows = np.arange(n_users)
-    if method in ("xquad", "xquad_tail"):
-        if is_tail is None or appetite is None:
-            raise ValueError("xquad needs is_tail and appetite")
-        if method == "xquad_tail":
-            appetite = np.asarray(appetite, dtype=np.float64) ** (1.0 - lam)
-        cand_tail = np.where(valid, is_tail[np.maximum(items, 0)], False)
-        tail_selected = np.zeros(n_users)
-    elif method == "mmr":
-        if vectors is None:
-            raise ValueError("mmr needs item vectors")
-        cand_vectors = vectors[np.maximum(items, 0)]
-        max_sim = np.full((n_users, depth), -1.0)
-    else:
-        raise ValueError(f"rerank.method must be xquad, xquad_tail or mmr, got {method!r}")
+    state = _Redundancy(items, vectors) if method == "mmr" else \
+        _PopularityAspects(method, items, valid, is_tail, appetite, lam)
     exposed = exposure_cost > 0 and method != "mmr" and lam > 0
     record = exposed and path is None
     counts = np.zeros(len(is_tail), dtype=np.int64) if record else None
     steps = []
     for step in range(k):
-        if lam == 0.0:
-            objective = rel.copy()
-        elif method != "mmr":
-            tail_gap = 1.0 - tail_selected / (step + 1)
-            head_gap = 1.0 - (step - tail_selected) / (step + 1)
-            diversity = np.where(cand_tail, (appetite * tail_gap)[:, None], ((1 - appetite) * head_gap)[:, None])
-            objective = (1 - lam) * rel + lam * diversity
-            if exposed:
-                cost = (counts / max(int(counts.max()), 1)).astype(np.float32) if record else \
-                    path[min(step, len(path) - 1)]
-                steps.append(cost)
-                objective = objective - exposure_cost * _cell_costs(cost, items, valid)
-        else:
-            objective = (1 - lam) * rel - lam * max_sim
+        objective = rel.copy() if lam == 0.0 else (1 - lam) * rel + lam * state.term(step)
+        if exposed:
+            cost = (counts / max(int(counts.max()), 1)).astype(np.float32) if record else \
+                path[min(step, len(path) - 1)]
+            steps.append(cost)
+            objective -= exposure_cost * _cell_costs(cost, items, valid)
         objective = np.where(available, objective, -np.inf)
         pick = np.argmax(objective, axis=1)
         has = available[rows, pick]
         chosen[has, step] = pick[has]
         available[rows[has], pick[has]] = False
-        if method != "mmr":
-            tail_selected += np.where(has, cand_tail[rows, pick], 0)
-            if record:
-                counts += np.bincount(items[rows[has], pick[has]], minlength=len(counts))
-        elif lam > 0:
-            picked_vectors = cand_vectors[rows, pick]
-            sims = np.einsum("udk,uk->ud", cand_vectors, picked_vectors)
-            max_sim = np.where(has[:, None], np.maximum(max_sim, sims), max_sim)
+        if lam > 0 or method != "mmr":
+            state.update(rows, pick, has)
+        if record:
+            counts += np.bincount(items[rows[has], pick[has]], minlength=len(counts))
     width = len(is_tail) if is_tail is not None else 0
     return chosen, (np.stack(steps) if record and steps else np.zeros((0, width), np.float32))
 

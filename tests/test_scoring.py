@@ -202,3 +202,18 @@ def test_exposure_spreads_the_lists_above_its_start_and_changes_nothing_below(ph
     for weight in (0.0, 0.3, 0.5):
         pd.testing.assert_frame_equal(covered(weight, on)[0], covered(weight, off)[0])
     assert covered(0.9, on)[1] >= covered(0.9, off)[1] + 5
+
+
+def test_calibrated_popularity_matches_the_lists_tail_share_to_the_appetite(phase):
+    from ray_longtail.rerank import js_divergence, rerank
+
+    assert js_divergence(np.array([0.3, 0.0]), np.array([0.3, 1.0])).tolist() == [0.0, 1.0]
+    ranked = ranked_from(phase, np.random.default_rng(6).random((phase.history.n_users, N_ITEMS)))
+    is_tail = np.arange(N_ITEMS) >= 20
+    appetite = np.linspace(0.0, 1.0, len(ranked.users))
+    args = (ranked.users, ranked.items, ranked.scores, 10)
+    kwargs = {"is_tail": is_tail, "appetite": appetite}
+    pd.testing.assert_frame_equal(rerank(*args, 0.0, "calibrated", **kwargs), rerank(*args, 0.0, "xquad", **kwargs))
+    lists = rerank(*args, 1.0, "calibrated", **kwargs)
+    share = lists.assign(tail=is_tail[lists["item"]]).groupby("user")["tail"].mean()
+    np.testing.assert_allclose(share.to_numpy(), appetite, atol=0.1 + 1e-9)  # within one item of the appetite
