@@ -369,15 +369,20 @@ def tradeoff_curve(parts: list[tuple[Phase, RankedCandidates]], config: Config, 
 
 
 def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float], floor: float, tolerance: float,
-                       metric: str = "ndcg@10", reference: float | None = None) -> tuple[float, bool, str]:
+                       metric: str = "ndcg@10", reference: float | None = None,
+                       tail_tolerance: float = 0.0) -> tuple[float, bool, str]:
     """(weight, meets_floor, reason). Within the accuracy budget (`metric` >= (1 - tolerance) x `reference`,
-    default: the best weight's), the weight with the most TailRecall@10 (ties: the larger weight): it meets the
-    floor whenever any weight within budget does; when none does, it is the best trade-off the budget allows,
-    and `reason` says so. Small accuracy differences between weights are within noise on a few hundred users,
-    so "best accuracy" alone would pick at random among them."""
+    default: the best weight's), the weight with the most TailRecall@10: it meets the floor whenever any weight
+    within budget does; when none does, it is the best trade-off the budget allows, and `reason` says so. Small
+    differences are within noise on a few hundred users on both axes: "best accuracy" alone would pick at random
+    among weights within the budget, and among weights whose TailRecall@10 is within `tail_tolerance` (relative)
+    of that most (and that meet the floor when it does) the smallest weight, the most accurate, is kept."""
     reference = max(curve[str(w)][metric] for w in weights) if reference is None else reference
     budget = [w for w in weights if curve[str(w)][metric] >= (1 - tolerance) * reference] or [min(weights)]
-    chosen = max(budget, key=lambda w: (curve[str(w)]["tail_recall@10"], w))
+    most = max(curve[str(w)]["tail_recall@10"] for w in budget)
+    near = [w for w in budget if curve[str(w)]["tail_recall@10"] >= (1 - tail_tolerance) * most
+            and (curve[str(w)]["tail_recall@10"] >= floor or most < floor)]
+    chosen = min(near)
     meets = curve[str(chosen)]["tail_recall@10"] >= floor
     within = f"{metric} >= {1 - tolerance:.2f} x {reference:.4f}"
     if meets:
@@ -385,6 +390,8 @@ def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float],
     else:
         reason = (f"the tail floor {floor:.4f} is out of reach with {within} (best reachable TailRecall@10 "
                   f"{curve[str(chosen)]['tail_recall@10']:.4f}): the most tail recall the accuracy budget allows")
+    if tail_tolerance:
+        reason += f" (TailRecall@10 within {tail_tolerance:.0%} of the most counts as a tie: the smallest weight)"
     return float(chosen), bool(meets), reason
 
 
@@ -393,7 +400,7 @@ def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Conf
     picks within the scorer's own accuracy budget, with the metrics there."""
     curve = tradeoff_curve(parts, config, floor)
     weight, meets, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
-                                               config.tune.objective)
+                                               config.tune.objective, tail_tolerance=config.rerank.tail_tolerance)
     return {"tail_weight": weight, "meets_floor": meets, "reason": reason, **curve[str(weight)], "curve": curve}
 
 
@@ -420,7 +427,7 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     best = max(curve[str(w)][metric] for w in config.eval.tail_weights)
     reference = best - config.rerank.surplus_share * max(best - single, 0.0)
     weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
-                                           metric, reference)
+                                           metric, reference, config.rerank.tail_tolerance)
     return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
             "itemknn": itemknn, "holdout_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
             "options": results,
