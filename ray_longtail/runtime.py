@@ -35,12 +35,30 @@ def ray_session(config: RayConfig) -> Iterator[None]:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False,
-                 object_store_memory=(config.object_store_memory_mb or 0) * 1024**2 or None,
-                 runtime_env={"env_vars": dict(RAY_ENV)}, **kwargs)
+        port = free_port()
+        ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=port, object_store_memory=(config.object_store_memory_mb or 0) * 1024**2 or None,
+                 runtime_env={"env_vars": dict(RAY_ENV) | state_api_env(port)}, **kwargs)
     ray.data.DataContext.get_current().enable_progress_bars = ray_data_bars()
     log.info("ray: %s", ray.cluster_resources())
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def state_api_env(dashboard_port: int) -> dict[str, str]:
+    """Point Ray's State API at this instance's dashboard in every worker. Ray Train's PlacementGroupCleaner asks
+    the State API whether the Train controller is alive; without this it resolves "auto", which reads
+    /tmp/ray/ray_current_cluster: a cluster that was killed without `ray stop` (or another cluster on the machine)
+    makes every check block for seconds, and every Ray Train fit then waited 12 s for the cleaner to stop
+    (measured: the bundled run's rank stage 32 s instead of 20 s)."""
+    return {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -80,6 +80,17 @@ class LocalHead:
                 proc.kill()
             except psutil.Error:
                 pass
+        self._forget_address()
+
+    def _forget_address(self) -> None:
+        """Remove Ray's record of the latest `ray start` cluster when it is this one: killed without `ray stop`,
+        it stays behind, and whatever resolves the address "auto" later waits on a dead cluster."""
+        record = Path("/tmp/ray/ray_current_cluster")
+        try:
+            if record.read_text().strip().endswith(f":{self.port}"):
+                record.unlink()
+        except OSError:
+            pass
 
     @staticmethod
     def _children(proc) -> list:
