@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from ray_longtail import scoring
 from ray_longtail.data import schema as S
 from ray_longtail.history import History
-from ray_longtail.precompute import PrecomputedLists, ranked_table, serving_users
+from ray_longtail.precompute import ExposurePaths, PrecomputedLists, ranked_table, serving_users
 
 SOURCES = ["content", "itemknn", "ease"]
 
@@ -105,3 +105,12 @@ def test_one_user_history_equals_build():
         assert getattr(one, name).dtype == getattr(built, name).dtype
     np.testing.assert_array_equal(one.item_first_ts, built.item_first_ts)
     assert one.user_ids.tolist() == built.user_ids.tolist() and one.end_ts == built.end_ts
+
+
+def test_exposure_paths_round_trip_and_a_weight_between_them_takes_the_nearest():
+    paths = ExposurePaths(weights=np.array([0.6, 0.9]), paths=np.random.default_rng(1).random((2, 20, 8), np.float32))
+    again = ExposurePaths.from_bytes(paths.to_bytes())
+    np.testing.assert_array_equal(again.paths, paths.paths)
+    np.testing.assert_array_equal(again.for_weight(0.9), paths.paths[1])
+    np.testing.assert_array_equal(again.for_weight(0.65), paths.paths[0])
+    assert ExposurePaths(weights=np.zeros(0), paths=np.zeros((0, 20, 8), np.float32)).for_weight(0.9) is None
