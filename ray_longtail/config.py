@@ -242,7 +242,7 @@ class RerankConfig:
     tail_weight: float = number(0.3, ge=0, le=1)
     select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
     ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
-    tail_tolerance: float = number(0.1, ge=0, le=1)  # TailRecall@10 within this of the most counts as a tie
+    tail_tolerance: float = number(0.1, ge=0, le=1)  # TailRecall@10 within this of the most: a tie
     # the share of the chosen scorer's valid accuracy gain over the best single source spent on the tail
     surplus_share: float = number(0.5, ge=0, le=1)
     method: str = choice("xquad_tail", RERANK_METHODS)

@@ -105,11 +105,12 @@ class PrecomputedLists:
     def nbytes(self) -> int:
         return self.items.nbytes + self.scores.nbytes + self.codes.nbytes + self.appetite.nbytes
 
-    def ranked(self) -> RankedCandidates:
-        """Every stored user's ranked candidates at once (users = table rows; sources are not needed here)."""
-        return RankedCandidates(users=np.arange(len(self.items)), items=self.items.astype(np.int64),
-                                scores=self.scores.astype(np.float64), sources=np.empty((0, 0), object),
-                                appetite=self.appetite)
+    def population(self, rows: np.ndarray) -> RankedCandidates:
+        """The stored lists of table `rows` as one population for counting exposure: `users` are the row numbers
+        and `sources` is empty (re-ranking them into named lists needs `get` per user)."""
+        return RankedCandidates(users=np.asarray(rows), items=self.items[rows].astype(np.int64),
+                                scores=self.scores[rows].astype(np.float64), sources=np.empty((0, 0), object),
+                                appetite=self.appetite[rows])
 
     def get(self, user: int, exclude_seen: bool) -> RankedCandidates | None:
         """The user's ranked candidates, or None when they were not precomputed (for this `exclude_seen`)."""
@@ -127,8 +128,8 @@ class PrecomputedLists:
 class ExposurePaths:
     """The re-ranker's exposure paths (`rerank.py`) of the serving population, one per tail_weight where exposure
     costs something: `weights` (n,), `paths` (n, steps, n_items) float32. Stored as `serving/exposure.npz`
-    (`artifacts.EXPOSURE_PATHS`); a replica holds steps x n_items x 4 bytes per weight (1.6 KB per catalog item
-    for the 5 default weights above 0.5, against 1.5 KB for the item's vector)."""
+    (`artifacts.EXPOSURE_PATHS`); a replica holds (steps + 1) x n_items x 4 bytes per weight (420 bytes per
+    catalog item for the 5 default weights above 0.5 and 20 steps, against 1.5 KB for the item's vector)."""
 
     weights: np.ndarray
     paths: np.ndarray

@@ -5,7 +5,8 @@
   where P(tail|u) is the user's tail appetite (smoothed share of tail items in the history) and the last factor
   is a smooth "aspect not yet covered" term.
 - `xquad_tail`: the same with P(tail|u) = appetite^(1 − λ): calibrated to the user's appetite at small λ,
-  pushed towards the tail as λ grows (λ = 1: tail items first). Plain xQuAD can never make a list more tail than
+  pushed towards the tail as λ grows (λ = 1 without exposure costs: tail items first). Plain xQuAD can never make a
+  list more tail than
   the user's history; this reaches the tail candidates deep in the union (measured: a wider NDCG / tail recall /
   coverage frontier on the bundled data and both synthetic profiles, `README.md`).
 - `calibrated` (calibrated popularity, Abdollahpouri et al. 2021): score(i | S) = (1 − λ)·rel(i) −
@@ -18,9 +19,12 @@ Exposure awareness (every method but mmr): items already shown to many users cos
 `start` the objective also subtracts w(λ)·c_s(i), w(λ) = strength·((λ − start) / (1 − start))², where c_s(i) is the
 item's exposure before step s: the number of users of the population whose list already holds it, over the most
 exposed item's count. The population's lists are built step-synchronously (every user's s-th item is chosen
-against the exposure of steps < s), so the costs of each step (the exposure path, (K, n_items)) replay any one
-user's list exactly: serving re-ranks a request with the path the batch job recorded. Measured (README): Coverage@10
-0.53 -> 0.93 at tail_weight 0.9 on the magazines profile for a little NDCG; below `start` nothing changes.
+against the exposure of steps < s), so the costs of each step (the exposure path, (K + 1, n_items): row s for
+step s, the last row the exposure after all K steps, for lists longer than K) replay any one user's list exactly:
+serving re-ranks a request with the path the batch job recorded. The cost applies to head and tail candidates
+alike, so at λ = 1 an exposed tail item can lose to an unexposed head item. Measured (README, magazines profile):
+the curve's best Coverage@10 0.53 without exposure, 0.90 with it (at tail_weight 0.9); below `start` nothing
+changes.
 
 rel = the ranker score min-max scaled per user over the top `depth` candidates. λ = 0 keeps the ranker order.
 All users are re-ranked at once: arrays (n_users, depth), K greedy steps.
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from ray_longtail.config import RERANK_METHODS
 
 
 def candidate_matrix(lists: pd.DataFrame, depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,12 +95,12 @@ def exposure_weight(tail_weight: float, strength: float, start: float) -> float:
 
 def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float,
            method: str = "xquad", is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
-           vectors: np.ndarray | None = None, exposure_cost: float = 0.0,
+           vectors: np.ndarray | None = None, *, exposure_cost: float = 0.0,
            exposure_path: np.ndarray | None = None) -> pd.DataFrame:
     """Greedy top-k selection per user; returns long (user, item, rank, score, position) with score = the ranker
     score and position = the item's column in `items`."""
-    chosen = greedy_positions(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost,
-                              exposure_path)
+    chosen = greedy_positions(items, scores, k, tail_weight, method, is_tail, appetite, vectors,
+                              exposure_cost=exposure_cost, exposure_path=exposure_path)
     user_idx, rank_idx = np.nonzero(chosen >= 0)
     position = chosen[user_idx, rank_idx]
     return pd.DataFrame({"user": users[user_idx], "item": items[user_idx, position],
@@ -104,13 +110,14 @@ def rerank(users: np.ndarray, items: np.ndarray, scores: np.ndarray, k: int, tai
 
 def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float, method: str = "xquad",
                      is_tail: np.ndarray | None = None, appetite: np.ndarray | None = None,
-                     vectors: np.ndarray | None = None, exposure_cost: float = 0.0,
+                     vectors: np.ndarray | None = None, *, exposure_cost: float = 0.0,
                      exposure_path: np.ndarray | None = None) -> np.ndarray:
     """The re-ranker's choice: (n_users, min(k, depth)) columns of `items` in list order, -1 padded.
 
     `exposure_cost` = w(λ) (`exposure_weight`); with it, `exposure_path` (steps, n_items) gives each step's item
-    costs (steps past its end use its last row; items past its width cost 0), and without a path the rows are
-    the population whose exposure is counted as its lists are built (`exposure_path` records that path)."""
+    costs (steps past its end use its last row; items past its width cost 0), and without a path (or an empty
+    one) the rows are the population whose exposure is counted as its lists are built (`exposure_path` records
+    that path)."""
     chosen, _ = _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost,
                         exposure_path)
     return chosen
@@ -118,7 +125,8 @@ def greedy_positions(items: np.ndarray, scores: np.ndarray, k: int, tail_weight:
 
 def exposure_path(items: np.ndarray, scores: np.ndarray, k: int, tail_weight: float, method: str,
                   is_tail: np.ndarray, appetite: np.ndarray, exposure_cost: float) -> np.ndarray:
-    """(min(k, depth), n_items) float32: the item costs each greedy step of this population of users saw."""
+    """(min(k, depth) + 1, n_items) float32: the item costs each greedy step of this population of users saw, and
+    the exposure after the last step (what a longer list's later steps see)."""
     _, path = _greedy(items, scores, k, tail_weight, method, is_tail, appetite, None, exposure_cost, None)
     return path
 
@@ -193,8 +201,8 @@ def js_divergence(p_tail: np.ndarray, q_tail: np.ndarray) -> np.ndarray:
 
 def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, exposure_cost, path):
     """`greedy_positions` and, in population mode (exposure cost without a path), the exposure path."""
-    if method not in ("xquad", "xquad_tail", "calibrated", "mmr"):
-        raise ValueError(f"rerank.method must be xquad, xquad_tail, calibrated or mmr, got {method!r}")
+    if method not in RERANK_METHODS:
+        raise ValueError(f"rerank.method must be one of {', '.join(RERANK_METHODS)}, got {method!r}")
     n_users, depth = items.shape
     valid = items >= 0
     rel = _relevance(items, scores)
@@ -206,14 +214,13 @@ def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, e
     state = _Redundancy(items, vectors) if method == "mmr" else \
         _PopularityAspects(method, items, valid, is_tail, appetite, lam)
     exposed = exposure_cost > 0 and method != "mmr" and lam > 0
-    record = exposed and path is None
+    record = exposed and (path is None or not len(path))
     counts = np.zeros(len(is_tail), dtype=np.int64) if record else None
     steps = []
     for step in range(k):
         objective = rel.copy() if lam == 0.0 else (1 - lam) * rel + lam * state.term(step)
         if exposed:
-            cost = (counts / max(int(counts.max()), 1)).astype(np.float32) if record else \
-                path[min(step, len(path) - 1)]
+            cost = _shares(counts) if record else path[min(step, len(path) - 1)]
             steps.append(cost)
             objective -= exposure_cost * _cell_costs(cost, items, valid)
         objective = np.where(available, objective, -np.inf)
@@ -226,7 +233,14 @@ def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, e
         if record:
             counts += np.bincount(items[rows[has], pick[has]], minlength=len(counts))
     width = len(is_tail) if is_tail is not None else 0
-    return chosen, (np.stack(steps) if record and steps else np.zeros((0, width), np.float32))
+    if not (record and steps):
+        return chosen, np.zeros((0, width), np.float32)
+    return chosen, np.stack([*steps, _shares(counts)])
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    """Exposure costs: each item's count over the most exposed item's (float32, as stored and replayed)."""
+    return (counts / max(int(counts.max()), 1)).astype(np.float32)
 
 
 def _cell_costs(cost: np.ndarray, items: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -248,17 +248,25 @@ def exposure_cost(tail_weight: float, config: Config) -> float:
 
 def population_exposure(ranked: RankedCandidates, k: int, tail_weight: float, config: Config,
                         is_tail: np.ndarray) -> np.ndarray | None:
-    """The exposure path (k, n_items) of these users' lists at `tail_weight` (None when the cost is 0 there),
-    counted over a seeded sample of at most `rerank.exposure_users` of them (costs are shares of the most exposed
-    item, so a sample of a large population gives nearly the same path)."""
+    """The exposure path (min(k, depth) + 1, n_items) of these users' lists at `tail_weight`, counted over those
+    with candidates, a seeded sample of at most `rerank.exposure_users` of them (costs are shares of the most
+    exposed item, so a sample of a large population gives nearly the same path); None when the cost is 0 there or
+    no user has a candidate."""
     cost = exposure_cost(tail_weight, config)
-    if cost == 0.0 or not len(ranked.users):
+    rows = exposure_rows(ranked.items, config)
+    if cost == 0.0 or not len(rows):
         return None
-    rows = np.arange(len(ranked.users))
-    if len(rows) > config.rerank.exposure_users:
-        rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.rerank.exposure_users, replace=False))
     return exposure_path(ranked.items[rows], ranked.scores[rows], k, tail_weight, config.rerank.method, is_tail,
                          ranked.appetite[rows], cost)
+
+
+def exposure_rows(items: np.ndarray, config: Config) -> np.ndarray:
+    """Rows of a ranked candidate matrix whose exposure is counted: those with a candidate, a seeded sample of at
+    most `rerank.exposure_users` of them (ascending)."""
+    rows = np.flatnonzero(items[:, 0] >= 0) if items.size else np.zeros(0, np.int64)
+    if len(rows) > config.rerank.exposure_users:
+        rows = np.sort(np.random.default_rng(config.seed).choice(rows, config.rerank.exposure_users, replace=False))
+    return rows
 
 
 def rerank_lists(ranked: RankedCandidates, k: int, tail_weight: float, config: Config, is_tail: np.ndarray,
@@ -375,23 +383,31 @@ def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float],
     default: the best weight's), the weight with the most TailRecall@10: it meets the floor whenever any weight
     within budget does; when none does, it is the best trade-off the budget allows, and `reason` says so. Small
     differences are within noise on a few hundred users on both axes: "best accuracy" alone would pick at random
-    among weights within the budget, and among weights whose TailRecall@10 is within `tail_tolerance` (relative)
-    of that most (and that meet the floor when it does) the smallest weight, the most accurate, is kept."""
+    among the weights within the budget, and weights whose TailRecall@10 is within `tail_tolerance` (relative) of
+    that most (and meet the floor when it does) are ties, won by the most accurate (then the smallest) weight."""
     reference = max(curve[str(w)][metric] for w in weights) if reference is None else reference
     budget = [w for w in weights if curve[str(w)][metric] >= (1 - tolerance) * reference] or [min(weights)]
-    most = max(curve[str(w)]["tail_recall@10"] for w in budget)
-    near = [w for w in budget if curve[str(w)]["tail_recall@10"] >= (1 - tail_tolerance) * most
-            and (curve[str(w)]["tail_recall@10"] >= floor or most < floor)]
-    chosen = min(near)
-    meets = curve[str(chosen)]["tail_recall@10"] >= floor
+
+    def tail(w: float) -> float:
+        return curve[str(w)]["tail_recall@10"]
+
+    def accuracy(w: float) -> tuple[float, float]:
+        return curve[str(w)][metric], -w
+
+    most = max(tail(w) for w in budget)
+    plain = max((w for w in budget if tail(w) == most), key=accuracy)
+    near = [w for w in budget if tail(w) >= (1 - tail_tolerance) * most and (tail(w) >= floor or most < floor)]
+    chosen = max(near, key=accuracy)
+    meets = tail(chosen) >= floor
     within = f"{metric} >= {1 - tolerance:.2f} x {reference:.4f}"
     if meets:
         reason = f"the most tail recall with {within}; meets the floor {floor:.4f}"
     else:
         reason = (f"the tail floor {floor:.4f} is out of reach with {within} (best reachable TailRecall@10 "
-                  f"{curve[str(chosen)]['tail_recall@10']:.4f}): the most tail recall the accuracy budget allows")
-    if tail_tolerance:
-        reason += f" (TailRecall@10 within {tail_tolerance:.0%} of the most counts as a tie: the smallest weight)"
+                  f"{most:.4f}): the most tail recall the accuracy budget allows")
+    if chosen != plain:
+        reason += (f"; TailRecall@10 {tail(chosen):.4f} here is within {tail_tolerance:.0%} of the most, {most:.4f} "
+                   f"at {plain}: a tie, won by the more accurate weight")
     return float(chosen), bool(meets), reason
 
 

@@ -282,24 +282,25 @@ def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> sco
     return scoring.rank_candidates(scored, phase.history, phase.is_tail, config.rerank.depth)
 
 
+EXPOSURE_FALLBACK_USERS = 2000  # history users run through the chain to count exposure when none is precomputed
+
+
 def stage_serving(ctx: RunContext) -> dict[str, Any]:
     """Ranked candidates of the eval phase's `serve.precompute_users` most recently active history users with the
     final scorer (`precompute.py`): what the Serve app answers known users from. The same chain as `evaluate`
     (retrieve -> features -> score -> rank), in chunks of `serve.precompute_chunk_users` users (bounded memory),
-    on Ray Data actor pools for chunks of at least `serve.precompute_ray_users` users."""
+    on Ray Data actor pools for chunks of at least `serve.precompute_ray_users` users. Then the re-ranker's
+    exposure paths over those users (`serving/exposure.npz`), or, when none is precomputed, over a seeded sample of
+    `EXPOSURE_FALLBACK_USERS` history users run through the same chain (~2 ms each)."""
     config = ctx.config
     phase = ctx.phase("eval")
     users = serving_users(phase.history, config.serve.precompute_users, config.serve.precompute_days)
-    scorer_name, _ = final_choice(ctx)
-    scorer, builder = ctx.scorer(scorer_name), ctx.builder("eval")
-    sources = ctx.store.read_pickle(SOURCES_ARTIFACT)
+    scorer_name, selected = final_choice(ctx)
+    chain = (ctx.store.read_pickle(SOURCES_ARTIFACT), ctx.builder("eval"), ctx.scorer(scorer_name))
     tables, progress = [], Progress("serving", len(users), "users", every_s=0.0)
     for start in range(0, len(users), config.serve.precompute_chunk_users):
         chunk = users[start: start + config.serve.precompute_chunk_users]
-        on_ray = config.retrieve.use_ray and len(chunk) >= config.serve.precompute_ray_users
-        wide = scoring.union_wide(user_candidates(config, sources, phase, chunk, on_ray), config)
-        features = features_on_ray(builder, wide) if on_ray else builder.transform(wide)
-        ranked = ranked_candidates(ctx, "eval", features, scorer)
+        ranked = chain_ranked(ctx, *chain, chunk)
         tables.append(ranked_table(ranked, chunk, phase.history, config.retrieve.sources, config.eval.exclude_seen))
         progress.advance(len(chunk))
     if not tables:  # serve.precompute_users = 0: an empty table (every request is computed on demand)
@@ -310,23 +311,38 @@ def stage_serving(ctx: RunContext) -> dict[str, Any]:
         tables.append(ranked_table(none, users, phase.history, config.retrieve.sources, config.eval.exclude_seen))
     table = pa.concat_tables(tables)
     ctx.store.write_table(SERVING_LISTS, table)
-    population = PrecomputedLists.from_table(table, phase.history).ranked() if len(users) else \
-        ranked_candidates(ctx, "eval", ctx.features("eval"), scorer)
-    paths = exposure_paths(population, phase, config, final_choice(ctx)[1])
+    if len(users):
+        stored = PrecomputedLists.from_table(table, phase.history)
+        population = stored.population(scoring.exposure_rows(stored.items, config))
+    else:
+        sample = np.random.default_rng(config.seed).permutation(phase.history.n_users)[:EXPOSURE_FALLBACK_USERS]
+        population = chain_ranked(ctx, *chain, np.sort(sample))
+    paths = exposure_paths(population, phase.is_tail, config, selected)
     ctx.store.write_bytes(EXPOSURE_PATHS, paths.to_bytes())
     return {"users": int(len(users)), "of_history_users": int(phase.history.n_users), "scorer": scorer_name,
             "mb": round(table.nbytes / 2**20, 1), "exposure_weights": paths.weights.tolist()}
 
 
-def exposure_paths(population: scoring.RankedCandidates, phase, config, selected: float) -> ExposurePaths:
-    """The re-ranker's exposure path over `population` (the precomputed serving users, else the evaluated
-    users) at every curve weight and the selected one where exposure costs something: what `evaluate` and the
-    Serve app re-rank with, so served lists equal the batch job's."""
+def chain_ranked(ctx: RunContext, sources: list, builder, scorer, users: np.ndarray) -> scoring.RankedCandidates:
+    """The eval phase's ranked candidates of `users` by the scoring chain (retrieve -> features -> score -> rank),
+    on Ray Data actor pools for at least `serve.precompute_ray_users` users."""
+    config, phase = ctx.config, ctx.phase("eval")
+    on_ray = config.retrieve.use_ray and len(users) >= config.serve.precompute_ray_users
+    wide = scoring.union_wide(user_candidates(config, sources, phase, users, on_ray), config)
+    features = features_on_ray(builder, wide) if on_ray else builder.transform(wide)
+    return ranked_candidates(ctx, "eval", features, scorer)
+
+
+def exposure_paths(population: scoring.RankedCandidates, is_tail: np.ndarray, config,
+                   selected: float) -> ExposurePaths:
+    """The re-ranker's exposure path over `population` at every curve weight and the selected one where exposure
+    costs something: what `evaluate` and the Serve app re-rank with, so served lists equal the batch job's."""
     weights = sorted(w for w in {*config.eval.tail_weights, selected} if scoring.exposure_cost(w, config) > 0)
-    paths = [scoring.population_exposure(population, max(config.eval.ks), w, config, phase.is_tail) for w in weights]
-    steps = min(max(config.eval.ks), config.rerank.depth)
-    stacked = np.stack(paths) if paths else np.zeros((0, steps, phase.history.n_items), np.float32)
-    return ExposurePaths(weights=np.asarray(weights, dtype=np.float64), paths=stacked.astype(np.float32))
+    paths = {w: scoring.population_exposure(population, max(config.eval.ks), w, config, is_tail) for w in weights}
+    paths = {w: path for w, path in paths.items() if path is not None}
+    steps = min(max(config.eval.ks), config.rerank.depth) + 1
+    stacked = np.stack(list(paths.values())) if paths else np.zeros((0, steps, len(is_tail)), np.float32)
+    return ExposurePaths(weights=np.asarray(list(paths), dtype=np.float64), paths=stacked.astype(np.float32))
 
 
 def final_choice(ctx: RunContext) -> tuple[str, float]:

@@ -194,11 +194,15 @@ def test_the_exposure_path_replays_every_users_list_alone(phase):
     args = (ranked.items, ranked.scores, 10, 0.9, "xquad_tail")
     together = greedy_positions(*args, phase.is_tail, ranked.appetite, exposure_cost=1.0)
     path = exposure_path(*args, phase.is_tail, ranked.appetite, 1.0)
-    assert path.shape == (10, N_ITEMS) and path.max() == 1.0 and not path[0].any()  # no exposure before step 1
+    assert path.shape == (11, N_ITEMS) and path.max() == 1.0 and not path[0].any()  # no exposure before step 1
     for row in range(len(ranked.users)):
         alone = greedy_positions(ranked.items[row: row + 1], ranked.scores[row: row + 1], 10, 0.9, "xquad_tail",
                                  phase.is_tail, ranked.appetite[row: row + 1], exposure_cost=1.0, exposure_path=path)
         np.testing.assert_array_equal(alone[0], together[row])
+    # a list longer than the recorded steps continues against the exposure after all of them (the path's last row)
+    longer = greedy_positions(*args[:2], 15, *args[3:], phase.is_tail, ranked.appetite, exposure_cost=1.0,
+                              exposure_path=path)
+    np.testing.assert_array_equal(longer[:, :10], together)
 
 
 def test_exposure_spreads_the_lists_above_its_start_and_changes_nothing_below(phase):
@@ -232,3 +236,30 @@ def test_calibrated_popularity_matches_the_lists_tail_share_to_the_appetite(phas
     lists = rerank(*args, 1.0, "calibrated", **kwargs)
     share = lists.assign(tail=is_tail[lists["item"]]).groupby("user")["tail"].mean()
     np.testing.assert_allclose(share.to_numpy(), appetite, atol=0.1 + 1e-9)  # within one item of the appetite
+
+
+def test_exact_tail_recall_ties_go_to_the_more_accurate_weight():
+    curve = {"0.3": {"ndcg@10": 0.10, "tail_recall@10": 0.02}, "0.5": {"ndcg@10": 0.11, "tail_recall@10": 0.02},
+             "0.7": {"ndcg@10": 0.09, "tail_recall@10": 0.01}}
+    weight, _, reason = scoring.choose_tail_weight(curve, [0.3, 0.5, 0.7], floor=0.0, tolerance=0.5)
+    assert weight == 0.5 and "tie" not in reason
+
+
+def test_exposure_counts_only_users_with_candidates_and_a_lone_user_has_none(phase):
+    """Padded rows (users without candidates) neither count nor spend the sample; a request re-ranked without a
+    recorded path has no exposure to count and gets the list of exposure_strength 0."""
+    ranked = ranked_from(phase, np.random.default_rng(7).random((phase.history.n_users, N_ITEMS)))
+    padded = scoring.RankedCandidates(
+        users=np.arange(len(ranked.users) + 3), appetite=np.concatenate([ranked.appetite, np.full(3, 0.5)]),
+        items=np.vstack([ranked.items, np.full((3, ranked.items.shape[1]), -1)]),
+        scores=np.vstack([ranked.scores, np.full((3, ranked.scores.shape[1]), -np.inf)]),
+        sources=np.vstack([ranked.sources, np.full((3, ranked.sources.shape[1]), None)]))
+    config = load_config(overrides=["eval.ks=[10]", f"rerank.exposure_users={len(ranked.users)}"])
+    path = scoring.population_exposure(padded, 10, 0.9, config, phase.is_tail)
+    np.testing.assert_array_equal(path, scoring.population_exposure(ranked, 10, 0.9, config, phase.is_tail))
+    off = load_config(overrides=["eval.ks=[10]", "rerank.exposure_strength=0"])
+    one = scoring.RankedCandidates(users=ranked.users[:1], items=ranked.items[:1], scores=ranked.scores[:1],
+                                   sources=ranked.sources[:1], appetite=ranked.appetite[:1])
+    args = (one, 10, 0.9)
+    np.testing.assert_array_equal(scoring.rerank_user(*args, config, phase.is_tail, phase.context.vectors)[0],
+                                  scoring.rerank_user(*args, off, phase.is_tail, phase.context.vectors)[0])

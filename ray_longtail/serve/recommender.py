@@ -88,8 +88,18 @@ class ServedRun:
                    default_tail_weight=float(info["tail_weight"]),
                    precomputed=PrecomputedLists.from_table(store.read_arrow(SERVING_LISTS), phase.history)
                    if store.exists(SERVING_LISTS) else None,
-                   exposure=ExposurePaths.from_bytes(store.read_bytes(EXPOSURE_PATHS))
-                   if store.exists(EXPOSURE_PATHS) else None)
+                   exposure=exposure_paths(store, config))
+
+
+def exposure_paths(store: RunStore, config: Config) -> ExposurePaths | None:
+    """The run's recorded exposure paths, or None (said in the log when its config has exposure costs: a run made
+    before they existed is served, like it was evaluated, without them)."""
+    if store.exists(EXPOSURE_PATHS):
+        return ExposurePaths.from_bytes(store.read_bytes(EXPOSURE_PATHS))
+    if config.rerank.exposure_strength > 0 and config.rerank.method != "mmr":
+        log.warning("run %s has no %s (made before exposure-aware re-ranking): its lists are served without "
+                    "exposure costs", store.run_id, EXPOSURE_PATHS)
+    return None
 
 
 @dataclass(frozen=True)
@@ -309,8 +319,8 @@ class Recommender:
         if "content" in self.config.retrieve.sources:
             ranked = merge_added(ranked, self.items)
         config = self.config if rerank_method is None else self.method_configs[rerank_method]
-        same_method = config.rerank.method == self.config.rerank.method  # the path was recorded with the run's
-        path = self.run.exposure.for_weight(weight) if self.run.exposure is not None and same_method else None
+        # an A/B arm with another method re-ranks against the exposure of the run's own lists (the recorded path)
+        path = self.run.exposure.for_weight(weight) if self.run.exposure is not None else None
         items, scores, sources = scoring.rerank_user(ranked, k, weight, config, self.items.is_tail,
                                                      self.items.vectors, path=path)
         return {"user_id": user_id, "cold_start": False, "tail_weight": weight,
