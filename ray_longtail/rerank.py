@@ -5,10 +5,9 @@
   where P(tail|u) is the user's tail appetite (smoothed share of tail items in the history) and the last factor
   is a smooth "aspect not yet covered" term.
 - `xquad_tail`: the same with P(tail|u) = appetite^(1 − λ): calibrated to the user's appetite at small λ,
-  pushed towards the tail as λ grows (λ = 1 without exposure costs: tail items first). Plain xQuAD can never make a
-  list more tail than
-  the user's history; this reaches the tail candidates deep in the union (measured: a wider NDCG / tail recall /
-  coverage frontier on the bundled data and both synthetic profiles, `README.md`).
+  pushed towards the tail as λ grows (λ = 1 without exposure costs: tail items first). Plain xQuAD can never make
+  a list more tail than the user's history; this reaches the tail candidates deep in the union (measured: a
+  wider NDCG / tail recall / coverage frontier on the bundled data and both synthetic profiles, `README.md`).
 - `calibrated` (calibrated popularity, Abdollahpouri et al. 2021): score(i | S) = (1 − λ)·rel(i) −
   λ·JS(P_u, Q(S ∪ {i})), the Jensen-Shannon divergence between the user's {head, tail} distribution (the tail
   appetite) and the list's. Like plain xQuAD it matches the user's appetite and never goes past it.

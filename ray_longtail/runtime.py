@@ -52,7 +52,7 @@ def state_api_env(dashboard_port: int) -> dict[str, str]:
     the State API whether the Train controller is alive; without this it resolves "auto", which reads
     /tmp/ray/ray_current_cluster: a cluster that was killed without `ray stop` (or another cluster on the machine)
     makes every check block for seconds, and every Ray Train fit then waited 12 s for the cleaner to stop
-    (measured: the bundled run's rank stage 32 s instead of 20 s)."""
+    (measured: the bundled run's rank stage alone 32-34 s instead of 22 s, bench/RESULTS.md)."""
     return {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}
 
 

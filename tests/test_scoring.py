@@ -245,9 +245,9 @@ def test_exact_tail_recall_ties_go_to_the_more_accurate_weight():
     assert weight == 0.5 and "tie" not in reason
 
 
-def test_exposure_counts_only_users_with_candidates_and_a_lone_user_has_none(phase):
-    """Padded rows (users without candidates) neither count nor spend the sample; a request re-ranked without a
-    recorded path has no exposure to count and gets the list of exposure_strength 0."""
+def test_exposure_counts_only_users_with_candidates_and_a_request_replays_the_path(phase):
+    """Padded rows (users without candidates) neither count nor spend the sample; a request re-ranked with the
+    recorded path (`rerank_user`, the serving path) gets the population's list, which the path changed."""
     ranked = ranked_from(phase, np.random.default_rng(7).random((phase.history.n_users, N_ITEMS)))
     padded = scoring.RankedCandidates(
         users=np.arange(len(ranked.users) + 3), appetite=np.concatenate([ranked.appetite, np.full(3, 0.5)]),
@@ -257,9 +257,14 @@ def test_exposure_counts_only_users_with_candidates_and_a_lone_user_has_none(pha
     config = load_config(overrides=["eval.ks=[10]", f"rerank.exposure_users={len(ranked.users)}"])
     path = scoring.population_exposure(padded, 10, 0.9, config, phase.is_tail)
     np.testing.assert_array_equal(path, scoring.population_exposure(ranked, 10, 0.9, config, phase.is_tail))
-    off = load_config(overrides=["eval.ks=[10]", "rerank.exposure_strength=0"])
-    one = scoring.RankedCandidates(users=ranked.users[:1], items=ranked.items[:1], scores=ranked.scores[:1],
-                                   sources=ranked.sources[:1], appetite=ranked.appetite[:1])
-    args = (one, 10, 0.9)
-    np.testing.assert_array_equal(scoring.rerank_user(*args, config, phase.is_tail, phase.context.vectors)[0],
-                                  scoring.rerank_user(*args, off, phase.is_tail, phase.context.vectors)[0])
+    together = scoring.rerank_lists(ranked, 10, 0.9, config, phase.is_tail, phase.context.vectors)
+    changed = 0
+    for row, user in enumerate(ranked.users):
+        one = scoring.RankedCandidates(users=ranked.users[row: row + 1], items=ranked.items[row: row + 1],
+                                       scores=ranked.scores[row: row + 1], sources=ranked.sources[row: row + 1],
+                                       appetite=ranked.appetite[row: row + 1])
+        served = scoring.rerank_user(one, 10, 0.9, config, phase.is_tail, phase.context.vectors, path=path)[0]
+        assert served.tolist() == together[together["user"] == user]["item"].tolist()
+        alone = scoring.rerank_user(one, 10, 0.9, config, phase.is_tail, phase.context.vectors)[0]
+        changed += served.tolist() != alone.tolist()
+    assert changed > 0

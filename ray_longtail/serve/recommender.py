@@ -88,10 +88,10 @@ class ServedRun:
                    default_tail_weight=float(info["tail_weight"]),
                    precomputed=PrecomputedLists.from_table(store.read_arrow(SERVING_LISTS), phase.history)
                    if store.exists(SERVING_LISTS) else None,
-                   exposure=exposure_paths(store, config))
+                   exposure=recorded_exposure(store, config))
 
 
-def exposure_paths(store: RunStore, config: Config) -> ExposurePaths | None:
+def recorded_exposure(store: RunStore, config: Config) -> ExposurePaths | None:
     """The run's recorded exposure paths, or None (said in the log when its config has exposure costs: a run made
     before they existed is served, like it was evaluated, without them)."""
     if store.exists(EXPOSURE_PATHS):
