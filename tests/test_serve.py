@@ -17,9 +17,17 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, free_port
+from fastapi import Request
 
 from ray_longtail.errors import UserError
-from ray_longtail.serve.schemas import ItemsResponse, RecommendResponse
+from ray_longtail.serve.http import Answer
+from ray_longtail.serve.schemas import (  # module level: the test app's route annotations are resolved here
+    ItemsResponse,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarRequest,
+    SimilarToItem,
+)
 
 APP = "ray_longtail_test"
 TOKEN_ENV, TOKEN = "RAY_LONGTAIL_TEST_TOKEN", "test-token-0f3a"
@@ -207,6 +215,116 @@ def test_openapi_constraints_are_json_schema_keywords():
                 if status.startswith(("4", "5")):
                     assert answer["content"]["application/json"]["schema"] == \
                         {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
+
+
+def direct_routes_apps():
+    """(app with DirectRoutes, the same app without, {app: FastAPI dependency runs}): FastAPI routes that delegate
+    to one handler object, with the serving app's exception handlers (the direct path skips FastAPI's
+    dependencies)."""
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+
+    from ray_longtail.serve.app import user_error, validation_error
+    from ray_longtail.serve.http import DirectRoutes
+
+    solved = {"direct": [], "plain": []}
+
+    class Handlers:
+        async def recommend(self, req: RecommendRequest, request: Request) -> Answer:
+            if req.user_id == "user-error":
+                raise UserError("no such thing")
+            if req.user_id == "crash":
+                raise RuntimeError("a bug")
+            request.state.variant = "arm"
+            return Answer({"user_id": req.user_id, "k": req.k, "recent": list(req.recent()),
+                           "variant": request.state.variant})
+
+        async def similar(self, req: SimilarRequest) -> Answer:
+            if isinstance(req, SimilarToItem) and req.item_id == "missing":
+                raise HTTPException(404, "unknown item_id 'missing'")
+            return Answer({"model": type(req).__name__, "k": req.k, "tail_only": req.tail_only})
+
+    handlers = Handlers()
+
+    def make(direct: bool) -> FastAPI:
+        app, runs = FastAPI(), solved["direct" if direct else "plain"]
+        app.add_exception_handler(RequestValidationError, validation_error)
+        app.add_exception_handler(UserError, user_error)
+
+        @app.post("/recommend", dependencies=[Depends(lambda: runs.append(1))])
+        async def recommend(req: RecommendRequest, request: Request) -> Answer:
+            return await handlers.recommend(req, request)
+
+        @app.post("/similar", dependencies=[Depends(lambda: runs.append(1))])
+        async def similar(req: SimilarRequest) -> Answer:
+            return await handlers.similar(req)
+
+        if direct:
+            app.add_middleware(DirectRoutes, servable=lambda: handlers,
+                               routes={"/recommend": ("recommend", RecommendRequest),
+                                       "/similar": ("similar", SimilarRequest)})
+        return app
+
+    return make(True), make(False), solved
+
+
+JSON = {"content-type": "application/json"}
+DIRECT_CASES = [  # (path, body bytes, headers, answered by the direct path)
+    ("/recommend", b'{"user_id": "u1", "k": 5}', JSON, True),
+    ("/recommend", b'{"recent_items": ["a", {"item_id": "b", "timestamp": 1700000000}]}', JSON, True),
+    ("/recommend", b'{"user_id": "u1", "k": 5.0, "tail_weight": 1}',
+     {"content-type": "application/json; charset=utf-8"}, True),
+    ("/similar", b'{"item_id": "i1", "tail_only": true}', JSON, True),
+    ("/similar", b'{"text": "a lamp", "k": 3}', JSON, True),
+    ("/recommend", b'{"user_id": "user-error"}', JSON, True),
+    ("/similar", b'{"item_id": "missing"}', JSON, True),
+    ("/recommend", b'{"user_id": "crash"}', JSON, True),
+    ("/recommend", b'{"user_id": "u1", ', JSON, False),
+    ("/recommend", b'{"user_id": 12}', JSON, False),
+    ("/recommend", b'{"user_id": "u1", "k": "5"}', JSON, False),
+    ("/recommend", b'[1, 2]', JSON, False),
+    ("/recommend", b'\xff\xfe', JSON, False),
+    ("/similar", b'{"item_id": "a", "text": "b"}', JSON, False),
+    ("/recommend", b'{"user_id": "u1"}', {"content-type": "text/plain"}, False),
+    ("/recommend", b'{"user_id": "u1"}', {}, False),
+]
+
+
+def test_direct_routes_answer_exactly_as_fastapi_does():
+    """Every answer of the DirectRoutes fast path (valid bodies, the handler's HTTPException and UserError, a bug's
+    500) and of what it hands down (bad JSON, failed validation, other content types) is byte for byte FastAPI's
+    answer, and valid bodies after the first of each path skip FastAPI's routing and dependencies."""
+    from fastapi.testclient import TestClient
+
+    direct_app, plain_app, solved = direct_routes_apps()
+    direct = TestClient(direct_app, raise_server_exceptions=False)
+    plain = TestClient(plain_app, raise_server_exceptions=False)
+    for path in ("/recommend", "/similar"):  # the first valid request of a path goes FastAPI's way
+        body = b'{"user_id": "u0"}' if path == "/recommend" else b'{"item_id": "i0"}'
+        assert direct.post(path, content=body, headers=JSON).status_code == 200
+    for path, body, headers, skips_fastapi in DIRECT_CASES:
+        solved["direct"].clear(), solved["plain"].clear()
+        got, want = direct.post(path, content=body, headers=headers), plain.post(path, content=body, headers=headers)
+        assert (got.status_code, got.content, got.headers.get("content-type")) == \
+            (want.status_code, want.content, want.headers.get("content-type")), (path, body)
+        assert len(solved["direct"]) == (0 if skips_fastapi else len(solved["plain"])), (path, body)
+    assert direct.post("/recommend", content=b'{"user_id": "crash"}', headers=JSON).status_code == 500
+    assert direct.get("/recommend").status_code == plain.get("/recommend").status_code == 405
+
+
+def test_the_apps_direct_routes_are_its_fastapi_routes():
+    """The serving app's DirectRoutes (innermost) names, for each path, the method FastAPI's POST route calls and the
+    body type that method declares: a renamed handler or a changed body model fails here, not in production."""
+    from typing import get_type_hints
+
+    from ray_longtail.serve.app import RecommenderServer, api
+    from ray_longtail.serve.http import DirectRoutes
+
+    assert api.user_middleware[-1].cls is DirectRoutes
+    document = api.openapi()["paths"]
+    for path, (method, body_type) in api.user_middleware[-1].kwargs["routes"].items():
+        assert document[path]["post"]["operationId"] == f"{method}_{path.strip('/')}_post"
+        assert get_type_hints(getattr(RecommenderServer.func_or_class, method))["req"] == body_type
 
 
 def test_only_loopback_addresses_count_as_local():

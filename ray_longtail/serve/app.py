@@ -41,6 +41,7 @@ from ray_longtail.serve.http import (
     WRITE_ERRORS,
     Answer,
     BodyLimit,
+    DirectRoutes,
     ServerTiming,
     bearer,
     check_token,
@@ -116,6 +117,16 @@ api = FastAPI(title="ray_longtail", version=__version__,
                          422: {"model": ErrorResponse, "description": "a field is missing, of the wrong type or out "
                                                                       "of range (the message names it)"}})
 ENCODER_DOWN = {503: {"model": ErrorResponse, "description": "the Encoder is unavailable: retry"}}
+
+
+def ingress_instance() -> "RecommenderServer":
+    """This replica's RecommenderServer (what Serve injects as `self` into the routes below)."""
+    return serve.get_replica_context().servable_object
+
+
+api.add_middleware(DirectRoutes, servable=ingress_instance,  # innermost: answers valid bodies of the hot routes
+                   routes={"/recommend": ("recommend", RecommendRequest), "/similar": ("similar", SimilarRequest),
+                           "/search": ("search", SearchRequest)})
 api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 api.add_middleware(ServerTiming)  # added after BodyLimit = outside it: 413s are timed too
 api.add_middleware(RequestMetrics)  # outermost: every answer is counted
