@@ -312,6 +312,37 @@ def test_direct_routes_answer_exactly_as_fastapi_does():
     assert direct.get("/recommend").status_code == plain.get("/recommend").status_code == 405
 
 
+def test_body_limit_answers_413_to_a_streamed_body_and_nothing_to_a_client_that_left():
+    """A chunked body (no Content-Length) over the limit gets 413 without reaching the app; a body under it reaches
+    the app whole, as one message; a client that leaves mid-body gets no answer and the app is not called."""
+    import asyncio
+
+    from ray_longtail.serve.http import BodyLimit
+
+    def run(messages: list[dict]) -> tuple[list[int], list[bytes]]:
+        seen, statuses = [], []
+
+        async def app(scope, receive, send):
+            seen.append((await receive())["body"])
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {"type": "http", "method": "POST", "path": "/search", "headers": []}
+        asyncio.run(BodyLimit(app, max_bytes=1000)(scope, receive, send))
+        return statuses, seen
+
+    chunk = {"type": "http.request", "body": b"x" * 600, "more_body": True}
+    assert run([chunk, {**chunk, "more_body": False}]) == ([413], [])
+    assert run([chunk, {"type": "http.request", "body": b"y" * 300, "more_body": False}]) == \
+        ([], [b"x" * 600 + b"y" * 300])
+    assert run([chunk, {"type": "http.disconnect"}]) == ([], [])
+
+
 def test_the_apps_direct_routes_are_its_fastapi_routes():
     """The serving app's DirectRoutes (innermost) names, for each path, the method FastAPI's POST route calls and the
     body type that method declares: a renamed handler or a changed body model fails here, not in production."""

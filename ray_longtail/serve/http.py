@@ -72,27 +72,13 @@ class BodyLimit:
         if not length.isdigit() or int(length) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        try:
+            body = await read_body(receive, self.max_bytes)
+        except BodyTooLargeError:
+            await self._too_large(scope, receive, send)
+            return
+        if body is not None:  # None: the client went away
+            await self.app(scope, replaying(body, receive), send)
 
     async def _too_large(self, scope, receive, send):
         response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, status_code=413)
@@ -145,7 +131,10 @@ class DirectRoutes:
             await self.app(scope, receive, send)
             return
         method, body_type = self.routes[path]
-        body, replay = await _read_body(receive)
+        body = await read_body(receive)
+        if body is None:
+            return
+        replay = replaying(body, receive)
         try:
             req = body_type.validate_python(json.loads(body))
         except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -181,16 +170,29 @@ def _is_json(scope) -> bool:
     return content_type.split(b";")[0].strip().lower() == b"application/json"
 
 
-async def _read_body(receive) -> tuple[bytes, Any]:
-    """(the whole request body, a receive callable that replays it once and then defers to `receive`)."""
-    chunks, more = [], True
+class BodyTooLargeError(Exception):
+    """More than read_body's `max_bytes` arrived."""
+
+
+async def read_body(receive, max_bytes: int | None = None) -> bytes | None:
+    """The whole request body from its `http.request` messages; None when the client left first. Raises
+    BodyTooLargeError as soon as more than `max_bytes` arrived (the rest is not read)."""
+    chunks, size, more = [], 0, True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if max_bytes is not None and size > max_bytes:
+            raise BodyTooLargeError
         more = message.get("more_body", False)
-    body, replayed = b"".join(chunks), False
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive):
+    """A receive callable for the app below: `body` as one message, then whatever `receive` gets (a disconnect)."""
+    replayed = False
 
     async def replay():
         nonlocal replayed
@@ -199,7 +201,7 @@ async def _read_body(receive) -> tuple[bytes, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
         return await receive()
 
-    return body, replay
+    return replay
 
 
 def _exception_handler(app, exc: Exception):
