@@ -644,8 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     serve_c1 = next((r for r in rows if r.name == "serve" and r.load.startswith("closed, C=1,")), None)
     if serve_c1 and serve_c1.latencies and steady_in.latencies:
         ratio = statistics.median(serve_c1.latencies) / statistics.median(steady_in.latencies)
-        print(f"\nServe/in-process p50 at concurrency 1: {statistics.median(serve_c1.latencies) * 1e3:.1f} ms / "
-              f"{statistics.median(steady_in.latencies) * 1e3:.1f} ms = {ratio:.1f}x; by request kind:\n")
+        print(f"\nServe/in-process p50 at concurrency 1: {statistics.median(serve_c1.latencies) * 1e3:.2f} ms / "
+              f"{statistics.median(steady_in.latencies) * 1e3:.2f} ms = {ratio:.2f}x; by request kind:\n")
         print(overhead_table(serve_c1, steady_in))
     return 1 if any(r.errors for r in rows) else 0
 
