@@ -218,26 +218,31 @@ def test_openapi_constraints_are_json_schema_keywords():
 
 
 def direct_routes_apps():
-    """(app with DirectRoutes, the same app without, {app: FastAPI dependency runs}): FastAPI routes that delegate
-    to one handler object, with the serving app's exception handlers (the direct path skips FastAPI's
-    dependencies)."""
+    """(app with DirectRoutes, the same app without, what each saw): FastAPI routes that delegate to one handler
+    object, with the serving app's exception handlers plus a plain-function handler of status 409, and an
+    outermost middleware that records the route and variant an answer carries out (as RequestMetrics reads them).
+    `seen[name]["solved"]` counts FastAPI's dependency runs (the direct path skips them)."""
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     from ray_longtail.serve.app import user_error, validation_error
     from ray_longtail.serve.http import DirectRoutes
 
-    solved = {"direct": [], "plain": []}
+    seen = {name: {"solved": [], "labels": []} for name in ("direct", "plain")}
 
     class Handlers:
         async def recommend(self, req: RecommendRequest, request: Request) -> Answer:
+            request.state.variant = "arm"
             if req.user_id == "user-error":
                 raise UserError("no such thing")
+            if req.user_id == "needs-token":
+                raise HTTPException(401, "a bearer token, please", headers={"WWW-Authenticate": "Bearer"})
+            if req.user_id == "taken":
+                raise HTTPException(409, "taken")
             if req.user_id == "crash":
                 raise RuntimeError("a bug")
-            request.state.variant = "arm"
-            return Answer({"user_id": req.user_id, "k": req.k, "recent": list(req.recent()),
-                           "variant": request.state.variant})
+            return Answer({"user_id": req.user_id, "k": req.k, "recent": list(req.recent())})
 
         async def similar(self, req: SimilarRequest) -> Answer:
             if isinstance(req, SimilarToItem) and req.item_id == "missing":
@@ -246,10 +251,14 @@ def direct_routes_apps():
 
     handlers = Handlers()
 
-    def make(direct: bool) -> FastAPI:
-        app, runs = FastAPI(), solved["direct" if direct else "plain"]
+    def conflict(request, exc):  # a plain function: Starlette runs it in its thread pool
+        return JSONResponse({"detail": f"conflict: {exc.detail}"}, status_code=409)
+
+    def make(name: str) -> FastAPI:
+        app, runs, labels = FastAPI(), seen[name]["solved"], seen[name]["labels"]
         app.add_exception_handler(RequestValidationError, validation_error)
         app.add_exception_handler(UserError, user_error)
+        app.add_exception_handler(409, conflict)
 
         @app.post("/recommend", dependencies=[Depends(lambda: runs.append(1))])
         async def recommend(req: RecommendRequest, request: Request) -> Answer:
@@ -259,13 +268,21 @@ def direct_routes_apps():
         async def similar(req: SimilarRequest) -> Answer:
             return await handlers.similar(req)
 
-        if direct:
+        if name == "direct":
             app.add_middleware(DirectRoutes, servable=lambda: handlers,
                                routes={"/recommend": ("recommend", RecommendRequest),
                                        "/similar": ("similar", SimilarRequest)})
+
+        @app.middleware("http")
+        async def label(request, call_next):
+            response = await call_next(request)
+            labels.append((getattr(request.scope.get("route"), "path", None),
+                           request.scope.get("state", {}).get("variant")))
+            return response
+
         return app
 
-    return make(True), make(False), solved
+    return make("direct"), make("plain"), seen
 
 
 JSON = {"content-type": "application/json"}
@@ -277,38 +294,51 @@ DIRECT_CASES = [  # (path, body bytes, headers, answered by the direct path)
     ("/similar", b'{"item_id": "i1", "tail_only": true}', JSON, True),
     ("/similar", b'{"text": "a lamp", "k": 3}', JSON, True),
     ("/recommend", b'{"user_id": "user-error"}', JSON, True),
+    ("/recommend", b'{"user_id": "needs-token"}', JSON, True),
+    ("/recommend", b'{"user_id": "taken"}', JSON, True),
     ("/similar", b'{"item_id": "missing"}', JSON, True),
     ("/recommend", b'{"user_id": "crash"}', JSON, True),
     ("/recommend", b'{"user_id": "u1", ', JSON, False),
+    ("/recommend", b"[" * 5000 + b"]" * 5000, JSON, False),
     ("/recommend", b'{"user_id": 12}', JSON, False),
     ("/recommend", b'{"user_id": "u1", "k": "5"}', JSON, False),
     ("/recommend", b'[1, 2]', JSON, False),
     ("/recommend", b'\xff\xfe', JSON, False),
     ("/similar", b'{"item_id": "a", "text": "b"}', JSON, False),
     ("/recommend", b'{"user_id": "u1"}', {"content-type": "text/plain"}, False),
+    ("/recommend", b'{"user_id": "u1"}', [("content-type", "text/plain"), ("content-type", "application/json")],
+     False),
+    ("/recommend", b'{"user_id": "u1"}', {"content-type": "application/vnd.api+json"}, False),
     ("/recommend", b'{"user_id": "u1"}', {}, False),
 ]
 
 
 def test_direct_routes_answer_exactly_as_fastapi_does():
-    """Every answer of the DirectRoutes fast path (valid bodies, the handler's HTTPException and UserError, a bug's
-    500) and of what it hands down (bad JSON, failed validation, other content types) is byte for byte FastAPI's
-    answer, and valid bodies after the first of each path skip FastAPI's routing and dependencies."""
+    """Every answer of the DirectRoutes fast path (valid bodies; the handler's HTTPException with headers, one with
+    a status-code handler, UserError; a bug's 500) and of what it hands down (bad or too deeply nested JSON, failed
+    validation, other or repeated content types) equals FastAPI's in status, headers and bytes, carries the same
+    route and variant out to the middlewares above, and valid bodies after the first of each path skip FastAPI's
+    routing and dependencies."""
     from fastapi.testclient import TestClient
 
-    direct_app, plain_app, solved = direct_routes_apps()
+    direct_app, plain_app, seen = direct_routes_apps()
     direct = TestClient(direct_app, raise_server_exceptions=False)
     plain = TestClient(plain_app, raise_server_exceptions=False)
-    for path in ("/recommend", "/similar"):  # the first valid request of a path goes FastAPI's way
-        body = b'{"user_id": "u0"}' if path == "/recommend" else b'{"item_id": "i0"}'
+    for path, body in (("/recommend", b'{"user_id": "u0"}'), ("/similar", b'{"item_id": "i0"}')):
+        seen["direct"]["solved"].clear()
         assert direct.post(path, content=body, headers=JSON).status_code == 200
+        assert len(seen["direct"]["solved"]) == 1  # the first valid request of a path went FastAPI's way
     for path, body, headers, skips_fastapi in DIRECT_CASES:
-        solved["direct"].clear(), solved["plain"].clear()
+        for name in seen:
+            seen[name]["solved"].clear(), seen[name]["labels"].clear()
         got, want = direct.post(path, content=body, headers=headers), plain.post(path, content=body, headers=headers)
-        assert (got.status_code, got.content, got.headers.get("content-type")) == \
-            (want.status_code, want.content, want.headers.get("content-type")), (path, body)
-        assert len(solved["direct"]) == (0 if skips_fastapi else len(solved["plain"])), (path, body)
+        assert (got.status_code, got.content, got.headers.multi_items()) == \
+            (want.status_code, want.content, want.headers.multi_items()), (path, body, headers)
+        assert len(seen["direct"]["solved"]) == (0 if skips_fastapi else len(seen["plain"]["solved"])), (path, body)
+        assert seen["direct"]["labels"] == seen["plain"]["labels"], (path, body)
     assert direct.post("/recommend", content=b'{"user_id": "crash"}', headers=JSON).status_code == 500
+    assert direct.post("/recommend", content=b'{"user_id": "taken"}', headers=JSON).json() == \
+        {"detail": "conflict: taken"}
     assert direct.get("/recommend").status_code == plain.get("/recommend").status_code == 405
 
 

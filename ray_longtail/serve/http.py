@@ -15,6 +15,8 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
 from ray_longtail.serve.schemas import MAX_BODY_BYTES, NON_BLANK, ErrorResponse, SimilarToItem, SimilarToText
@@ -111,12 +113,11 @@ class DirectRoutes:
     """ASGI middleware, innermost: a POST to one of `routes` ({path: (handler method name, body type)}) whose JSON
     body validates against the type its FastAPI route validates it against is answered by that method of the
     ingress instance (`servable()`: what Serve injects as `self`) without FastAPI's routing, dependency solving and
-    exception middleware: 0.13 ms less per /recommend (bench/RESULTS.md). Anything else (another path or method,
+    exception middleware: 0.12-0.13 ms less per /recommend (bench/RESULTS.md). Anything else (another path or method,
     another content type, a body that is not JSON or does not validate) goes down to FastAPI unchanged, so every
     validation error is FastAPI's; so does the first valid request of each path (FastAPI's router names the route,
-    which the middlewares outside label answers with). An exception of the handler is answered by the app's
-    handler for its class (HTTPException, UserError), as FastAPI's exception middleware would; any other goes up to
-    the 500 handler."""
+    which the middlewares outside label answers with). An exception of the handler is answered by the handler
+    Starlette's exception middleware would pick (HTTPException, UserError); any other goes up to the 500 handler."""
 
     def __init__(self, app, routes: dict[str, tuple[str, Any]], servable):
         self.app = app
@@ -137,7 +138,7 @@ class DirectRoutes:
         replay = replaying(body, receive)
         try:
             req = body_type.validate_python(json.loads(body))
-        except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        except (ValueError, RecursionError, ValidationError):  # JSONDecodeError, UnicodeDecodeError: ValueErrors
             req = None
         if req is None or path not in self.api_routes:  # FastAPI answers; its router names the route for later
             await self.app(scope, replay, send)
@@ -155,7 +156,8 @@ class DirectRoutes:
             exc_handler = _exception_handler(scope["app"], exc)
             if exc_handler is None:
                 raise
-            response = await exc_handler(request, exc)
+            response = await exc_handler(request, exc) if inspect.iscoroutinefunction(exc_handler) else \
+                await run_in_threadpool(exc_handler, request, exc)
         await response(scope, replay, send)
 
 
@@ -166,8 +168,11 @@ def _route_path(scope) -> str:
 
 
 def _is_json(scope) -> bool:
-    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"application/json"
+    """The request's first Content-Type (the one Starlette reads) is application/json, with or without parameters."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-type":
+            return value.split(b";")[0].strip().lower() == b"application/json"
+    return False
 
 
 class BodyTooLargeError(Exception):
@@ -205,11 +210,13 @@ def replaying(body: bytes, receive):
 
 
 def _exception_handler(app, exc: Exception):
-    """The app's registered handler for `exc`'s class or nearest base (Starlette's lookup), or None."""
-    for cls in type(exc).__mro__:
-        if cls in app.exception_handlers:
-            return app.exception_handlers[cls]
-    return None
+    """The handler Starlette's exception middleware would pick for `exc`, or None: for an HTTPException the one of
+    its status code first, then the one of `exc`'s class or nearest base; handlers of 500 and `Exception` belong to
+    the outermost server-error middleware, so they are not looked at here (the exception goes up to it)."""
+    handlers = {key: h for key, h in app.exception_handlers.items() if key not in (500, Exception)}
+    if isinstance(exc, StarletteHTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
+    return next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
 
 
 class Answer(Response):
