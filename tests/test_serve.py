@@ -388,6 +388,20 @@ def test_the_apps_direct_routes_are_its_fastapi_routes():
         assert get_type_hints(getattr(RecommenderServer.func_or_class, method))["req"] == body_type
 
 
+def test_answers_are_the_json_that_json_dumps_writes_and_refuse_non_finite_numbers():
+    """Answer renders with orjson; numpy scalars and non-string keys read back as json.dumps writes them, a
+    legitimate null stays, and NaN or infinity fails as json.dumps(allow_nan=False) does instead of turning null."""
+    import numpy as np
+
+    content = {"user_id": None, "items": [{"item_id": "a", "score": np.float64(0.25), "rank": np.int64(1)},
+                                          {"item_id": "b", "score": 1e-05, "title": "nullable"}], "segment": {3: 1}}
+    plain = {**content, "items": [{"item_id": "a", "score": 0.25, "rank": 1}, content["items"][1]]}
+    assert json.loads(Answer(content).body) == json.loads(json.dumps(plain))
+    for bad in (float("nan"), float("inf"), np.float64("-inf")):
+        with pytest.raises(ValueError):
+            Answer({"user_id": "u", "items": [{"item_id": "a", "score": bad}]})
+
+
 def test_only_loopback_addresses_count_as_local():
     from ray_longtail.serve.http import is_loopback
 
