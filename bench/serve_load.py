@@ -27,8 +27,9 @@ concurrency; --kill-at kills a Recommender replica during the last closed-loop r
 Each row reports latency percentiles, requests/s, errors (non-200 or transport errors), `app p50/p99` (the
 replica's own time to the response head, from the app's Server-Timing header: the rest is proxy, routing and
 client), the machine's CPU busy share over the row (2 cores = 100 %; everything on the machine, other users
-included), the Recommender replica count at the end of the row; then latency by request kind, and CPU by process
-group per request.
+included), the host's steal time (cores' worth of time the hypervisor ran something else while this VM's CPUs
+wanted to run: a noisy host), the Recommender replica count at the end of the row; then latency by request kind,
+and CPU by process group per request.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Row:
     wall: float = 0.0
     cores: dict[str, float] = field(default_factory=dict)
     replicas: str = ""
+    steal: float = 0.0  # cores' worth of time the hypervisor gave this VM's CPUs to something else
     by_kind: dict[str, list[float]] = field(default_factory=dict)  # seconds, successful requests
 
     def cells(self) -> list[str]:
@@ -81,7 +83,7 @@ class Row:
         return [self.name, self.load, str(n), str(self.errors), f"{len(lat) / self.wall:.1f}" if self.wall else "-",
                 pct(lat, 50), pct(lat, 95), pct(lat, 99), f"{lat.max():.1f}" if len(lat) else "-",
                 f"{pct(app, 50)} / {pct(app, 99)}", f"{sum(self.cores.values()):.2f}",
-                f"{self.cores.get('other load', 0.0):.2f}", self.replicas]
+                f"{self.cores.get('other load', 0.0):.2f}", f"{self.steal:.2f}", self.replicas]
 
     def cpu_cells(self) -> list[str]:
         per_request = self.wall / max(len(self.latencies), 1) * 1e3
@@ -90,7 +92,8 @@ class Row:
 
 
 HEADER = ["row", "load", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
-          "app p50 / p99 ms", "machine CPU cores", "of which other load", "Recommender replicas"]
+          "app p50 / p99 ms", "machine CPU cores", "of which other load", "host steal cores",
+          "Recommender replicas"]
 CPU_HEADER = ["row", "load"] + [f"{g} cores / ms per req" for g in GROUPS]
 
 
@@ -184,6 +187,7 @@ class CpuMeter:
     interval_s = 1.0
 
     def __enter__(self):
+        self.steal0 = psutil_module().cpu_times().steal
         self.first = cpu_by_process()
         self.last = dict(self.first)
         self.t0, self.done = time.perf_counter(), threading.Event()
@@ -205,6 +209,7 @@ class CpuMeter:
         for pid, (group, seconds) in self.last.items():
             used[group] += max(seconds - self.first.get(pid, (group, 0.0))[1], 0.0)
         self.cores = {g: used[g] / wall for g in GROUPS}
+        self.steal = (psutil_module().cpu_times().steal - self.steal0) / wall
 
 
 STARTED_HERE = True
@@ -367,7 +372,7 @@ def closed_loop(url: str, requests: list[tuple[str, str, dict]], concurrency: in
         asyncio.run(_closed_loop(url, encoded(requests), concurrency, row, n if n is not None else float("inf"),
                                  stop_at))
         row.wall = time.perf_counter() - t0
-    row.cores = meter.cores
+    row.cores, row.steal = meter.cores, meter.steal
     return row
 
 
@@ -410,7 +415,7 @@ def open_loop(url: str, requests: list[tuple[str, dict]], rate: float, duration:
         t0 = time.perf_counter()
         asyncio.run(_open_loop(url, encoded(requests), rate, duration, row, seed))
         row.wall = time.perf_counter() - t0
-    row.cores = meter.cores
+    row.cores, row.steal = meter.cores, meter.steal
     return row
 
 
@@ -455,7 +460,7 @@ def _in_process(run: str, requests: list[tuple[str, str, dict]], n: int, name: s
                 row.latencies.append(elapsed)
                 row.by_kind.setdefault(kind, []).append(elapsed)
             row.wall = time.perf_counter() - t0
-        row.cores = meter.cores
+        row.cores, row.steal = meter.cores, meter.steal
         rows.append(row)
     return rows[0], rows[1]
 
@@ -493,19 +498,11 @@ def start_app(run: str, min_replicas: int | None = None, serve_config: str | Non
               serve_defaults: bool = False) -> str:
     """The app on a local Ray with serve_config.yaml's env vars and deployment options, as `ray-longtail serve`
     runs it (or Ray Serve's defaults and the app's decorators with `serve_defaults`)."""
-    import ray
     from ray import serve
 
-    from ray_longtail.runtime import RAY_ENV
-    from ray_longtail.serve.app import build_app, serve_settings
+    from ray_longtail.serve.app import build_app
 
-    env, deployments, _ = serve_settings(serve_config) if not serve_defaults else ({}, {}, {})
-    for key, value in env.items():
-        os.environ.setdefault(key, value)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
-             logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": dict(RAY_ENV)})
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port, deployments = start_serve(serve_config, serve_defaults)
     recommender = dict(deployments.get("Recommender") or {})
     if min_replicas:
         recommender["autoscaling_config"] = {
@@ -515,6 +512,25 @@ def start_app(run: str, min_replicas: int | None = None, serve_config: str | Non
     args: dict = {"run": run, "encoder_options": deployments.get("Encoder"), "recommender_options": recommender}
     serve.run(build_app(args), name=APP, route_prefix="/", logging_config={"enable_access_log": False})
     return f"http://127.0.0.1:{port}"
+
+
+def start_serve(serve_config: str | None = None, serve_defaults: bool = False) -> tuple[int, dict]:
+    """Serve on a local 2-CPU Ray with serve_config.yaml's env vars (RAY_SERVE_* already set here win), HTTP on a
+    free loopback port; returns (port, the file's deployment options by name)."""
+    import ray
+    from ray import serve
+
+    from ray_longtail.runtime import RAY_ENV
+    from ray_longtail.serve.app import serve_settings
+
+    env, deployments, _ = serve_settings(serve_config) if not serve_defaults else ({}, {}, {})
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024**2,
+             logging_level="ERROR", log_to_driver=False, runtime_env={"env_vars": dict(RAY_ENV)})
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    return port, deployments
 
 
 def replicas(started_here: bool) -> str:

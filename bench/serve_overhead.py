@@ -1,7 +1,9 @@
-"""Two measurements of what a served request costs besides the recommender (bench/RESULTS.md, the serving issue):
+"""Three measurements of what a served request costs besides the recommender (bench/RESULTS.md, the serving issue):
 
     python bench/serve_overhead.py --run artifacts/latest stack     [--requests 2000 --rounds 3]
     python bench/serve_overhead.py --run artifacts/latest pauses    [--pauses 0 1 2 5 10 --seconds 8 --rounds 3]
+        [--min-replicas 1]
+    python bench/serve_overhead.py --run artifacts/latest floor     [--seconds 8 --rounds 3]
         [--min-replicas 1]
 
 `stack`: known users' /recommend bodies driven through the app's ASGI stack in this process (no HTTP server, no
@@ -13,6 +15,11 @@ context, which the routes ask for `self`, is stood in for). Medians per request 
 request, through the Serve app (started here as `serve_load.py` starts it: serve_config.yaml's settings) and in
 process. It shows how much slower a request is after the machine idled, which a back-to-back in-process loop never
 does.
+
+`floor`: known users' /recommend bodies, one at a time and back to back, through a do-nothing app served as the
+Recommender is (serve_config.yaml's env vars and the Recommender's deployment options). Its route reads the body and
+answers one known user's answer (the same bytes every time), so what it takes is HAProxy, uvicorn, Serve's request
+wrapper, the loopback hops and this client.
 """
 
 from __future__ import annotations
@@ -152,15 +159,57 @@ def pauses(run: str, pause_list: list[float], seconds: float, rounds: int, min_r
               f"{', '.join(f'{a:.2f}' for _, a in served[p])} | {', '.join(f'{x:.2f}' for x in local[p])} |")
 
 
+def floor(run: str, seconds: float, rounds: int, min_replicas: int | None) -> None:
+    from fastapi import FastAPI, Request
+    from ray import serve
+    from starlette.responses import Response
+
+    from ray_longtail.serve.recommender import Recommender
+
+    bodies = known_user_bodies(run, 4000)
+    answer = json.dumps(Recommender(run).recommend(**bodies[0]), separators=(",", ":")).encode()
+    encoded = [json.dumps(b).encode() for b in bodies]
+    api = FastAPI()
+
+    @serve.deployment
+    @serve.ingress(api)
+    class DoNothing:
+        @api.post("/recommend")
+        async def recommend(self, request: Request) -> Response:
+            await request.body()
+            return Response(answer, media_type="application/json")
+
+    port, deployments = serve_load.start_serve()
+    options = dict(deployments.get("Recommender") or {})
+    if min_replicas:
+        options["autoscaling_config"] = {**options.get("autoscaling_config", {}), "min_replicas": min_replicas,
+                                         "max_replicas": min_replicas}
+    try:
+        serve.run(DoNothing.options(**options).bind(), name=serve_load.APP, route_prefix="/",
+                  logging_config={"enable_access_log": False})
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(_paused_stream(url, encoded, 0, 3))
+        served = [asyncio.run(_paused_stream(url, encoded, 0, seconds))[0] for _ in range(rounds)]
+        replicas = serve.status().applications[serve_load.APP].deployments["DoNothing"].replica_states
+    finally:
+        serve_load.stop_app()
+    print(f"do-nothing app replicas: {replicas.get('RUNNING', 0)}; answer {len(answer)} bytes; medians of each "
+          f"{seconds:.0f} s round\n")
+    print("| round | do-nothing app p50 ms |\n|---|---|")
+    for r, p50 in enumerate(served, 1):
+        print(f"| {r} | {p50:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True)
-    parser.add_argument("what", choices=["stack", "pauses"])
+    parser.add_argument("what", choices=["stack", "pauses", "floor"])
     parser.add_argument("--requests", type=int, default=2000, help="stack: requests per round and path")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pauses", type=float, nargs="*", default=[0, 1, 2, 5, 10])
-    parser.add_argument("--seconds", type=float, default=8.0, help="pauses: seconds per round and pause")
-    parser.add_argument("--min-replicas", type=int, help="pauses: Recommender replicas (default: serve_config's)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="pauses, floor: seconds per round (and pause)")
+    parser.add_argument("--min-replicas", type=int,
+                        help="pauses, floor: Recommender replicas (default: serve_config's)")
     args = parser.parse_args(argv)
     from ray_longtail.artifacts import resolve_run
 
@@ -168,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; command: python {' '.join(sys.argv)}", flush=True)
     if args.what == "stack":
         stack(run, args.requests, args.rounds)
+    elif args.what == "floor":
+        floor(run, args.seconds, args.rounds, args.min_replicas)
     else:
         pauses(run, args.pauses, args.seconds, args.rounds, args.min_replicas)
     return 0
