@@ -34,6 +34,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+from fastapi import FastAPI, Request  # module level: the route's annotations resolve here
+from starlette.responses import Response
+
 sys.path.insert(0, str(Path(__file__).parent))
 import serve_load  # noqa: E402 - the bench's request builder, client and app start-up
 
@@ -160,9 +163,7 @@ def pauses(run: str, pause_list: list[float], seconds: float, rounds: int, min_r
 
 
 def floor(run: str, seconds: float, rounds: int, min_replicas: int | None) -> None:
-    from fastapi import FastAPI, Request
     from ray import serve
-    from starlette.responses import Response
 
     from ray_longtail.serve.recommender import Recommender
 
