@@ -22,8 +22,6 @@ answers one known user's answer (the same bytes every time), so what it takes is
 wrapper, the loopback hops and this client.
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import json
@@ -33,9 +31,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
-
-from fastapi import FastAPI, Request  # module level: the route's annotations resolve here
-from starlette.responses import Response
 
 sys.path.insert(0, str(Path(__file__).parent))
 import serve_load  # noqa: E402 - the bench's request builder, client and app start-up
@@ -163,7 +158,11 @@ def pauses(run: str, pause_list: list[float], seconds: float, rounds: int, min_r
 
 
 def floor(run: str, seconds: float, rounds: int, min_replicas: int | None) -> None:
+    # (no `from __future__ import annotations` in this file: Serve rebuilds the route in the replica from the
+    # annotations the pickled class carries, and a string "Request" would not resolve there)
+    from fastapi import FastAPI, Request
     from ray import serve
+    from starlette.responses import Response
 
     from ray_longtail.serve.recommender import Recommender
 
