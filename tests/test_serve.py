@@ -183,13 +183,15 @@ def test_cli_parses_serve():
 
 def test_serve_settings_come_from_serve_config_yaml(tmp_path):
     """`ray-longtail serve` and the bench use the file's env vars and deployment options: the Serve fast paths
-    (HAProxy ingress, throughput-optimised mode, replays of idempotent requests) live there, not in a shell."""
+    (HAProxy ingress, throughput-optimised mode, replays of idempotent requests, Serve's HTTP metrics counted by the
+    replicas) live there, not in a shell."""
     from ray_longtail.serve.app import serve_config_path, serve_settings
 
     assert (REPO / "serve_config.yaml").resolve() == serve_config_path()
     env, deployments, args = serve_settings()
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert "empty-response" in env["RAY_SERVE_HAPROXY_RETRY_ON"] and env["HF_HUB_OFFLINE"] == "1"
+    assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"  # the replicas count Serve's HTTP metrics
     assert set(deployments) == {"Encoder", "Recommender"} and "name" not in deployments["Recommender"]
     assert deployments["Recommender"]["autoscaling_config"]["min_replicas"] == 2 and args["run"]
     other = tmp_path / "other.yaml"
