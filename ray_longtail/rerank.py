@@ -152,17 +152,19 @@ class _PopularityAspects:
         if method == "xquad_tail":
             self.target = self.target ** (1.0 - lam)
         self.cand_tail = np.where(valid, is_tail[np.maximum(items, 0)], False)
+        self.cell_value = np.arange(len(items))[:, None] * 2 + self.cand_tail  # index into (head, tail) per user
         self.tail_selected = np.zeros(len(items))
 
-    def term(self, step: int) -> np.ndarray:
-        """(n_users, depth) what each candidate adds to the list's aspect objective at this step."""
+    def term(self, step: int, scale: float = 1.0) -> np.ndarray:
+        """(n_users, depth) `scale` x what each candidate adds to the list's aspect objective at this step (a
+        tail or head value per user, so the scaling is done on (n_users,) vectors)."""
         if self.method == "calibrated":
-            cost_tail = js_divergence(self.target, (self.tail_selected + 1) / (step + 1))
-            cost_head = js_divergence(self.target, self.tail_selected / (step + 1))
-            return -np.where(self.cand_tail, cost_tail[:, None], cost_head[:, None])
-        tail_gap = 1.0 - self.tail_selected / (step + 1)
-        head_gap = 1.0 - (step - self.tail_selected) / (step + 1)
-        return np.where(self.cand_tail, (self.target * tail_gap)[:, None], ((1 - self.target) * head_gap)[:, None])
+            tail = -js_divergence(self.target, (self.tail_selected + 1) / (step + 1))
+            head = -js_divergence(self.target, self.tail_selected / (step + 1))
+        else:
+            tail = self.target * (1.0 - self.tail_selected / (step + 1))
+            head = (1 - self.target) * (1.0 - (step - self.tail_selected) / (step + 1))
+        return np.stack((scale * head, scale * tail), axis=1).ravel().take(self.cell_value)
 
     def update(self, rows: np.ndarray, pick: np.ndarray, has: np.ndarray) -> None:
         self.tail_selected += np.where(has, self.cand_tail[rows, pick], 0)
@@ -177,8 +179,8 @@ class _Redundancy:
         self.cand_vectors = vectors[np.maximum(items, 0)]
         self.max_sim = np.full(items.shape, -1.0)
 
-    def term(self, step: int) -> np.ndarray:
-        return -self.max_sim
+    def term(self, step: int, scale: float = 1.0) -> np.ndarray:
+        return scale * -self.max_sim
 
     def update(self, rows: np.ndarray, pick: np.ndarray, has: np.ndarray) -> None:
         sims = np.einsum("udk,uk->ud", self.cand_vectors, self.cand_vectors[rows, pick])
@@ -208,25 +210,31 @@ def _greedy(items, scores, k, tail_weight, method, is_tail, appetite, vectors, e
     lam = float(np.clip(tail_weight, 0.0, 1.0))
     k = min(k, depth)
     chosen = np.full((n_users, k), -1, dtype=np.int64)
-    available = valid.copy()
+    taken = ~valid
     rows = np.arange(n_users)
     state = _Redundancy(items, vectors) if method == "mmr" else \
         _PopularityAspects(method, items, valid, is_tail, appetite, lam)
     exposed = exposure_cost > 0 and method != "mmr" and lam > 0
     record = exposed and (path is None or not len(path))
     counts = np.zeros(len(is_tail), dtype=np.int64) if record else None
+    cells = _CellCosts(items, valid) if exposed else None
+    kept_rel = (1 - lam) * rel
     steps = []
     for step in range(k):
-        objective = rel.copy() if lam == 0.0 else (1 - lam) * rel + lam * state.term(step)
+        if lam == 0.0:
+            objective = rel.copy()
+        else:
+            objective = state.term(step, lam)
+            np.add(kept_rel, objective, out=objective)
         if exposed:
             cost = _shares(counts) if record else path[min(step, len(path) - 1)]
             steps.append(cost)
-            objective -= exposure_cost * _cell_costs(cost, items, valid)
-        objective = np.where(available, objective, -np.inf)
+            objective -= cells(cost, exposure_cost)
+        np.putmask(objective, taken, -np.inf)
         pick = np.argmax(objective, axis=1)
-        has = available[rows, pick]
+        has = ~taken[rows, pick]
         chosen[has, step] = pick[has]
-        available[rows[has], pick[has]] = False
+        taken[rows[has], pick[has]] = True
         if lam > 0 or method != "mmr":
             state.update(rows, pick, has)
         if record:
@@ -242,7 +250,16 @@ def _shares(counts: np.ndarray) -> np.ndarray:
     return (counts / max(int(counts.max()), 1)).astype(np.float32)
 
 
-def _cell_costs(cost: np.ndarray, items: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(n_users, depth) cost of each candidate cell; items past the cost vector (added at serving time) cost 0."""
-    known = valid & (items < len(cost))
-    return np.where(known, cost[np.where(known, items, 0)], 0.0)
+class _CellCosts:
+    """(n_users, depth) `scale` x the cost of each candidate cell under an item cost vector; padding and items
+    past the vector (added at serving time) cost 0. The cells' item lookups are fixed over a greedy pass, so they
+    are built once per cost-vector width (padding and unknown items look up a 0 appended to the vector)."""
+
+    def __init__(self, items: np.ndarray, valid: np.ndarray):
+        self.items, self.valid, self.width, self.lookup = items, valid, -1, None
+
+    def __call__(self, cost: np.ndarray, scale: float) -> np.ndarray:
+        if len(cost) != self.width:
+            self.width = len(cost)
+            self.lookup = np.where(self.valid & (self.items < len(cost)), self.items, len(cost))
+        return np.append(scale * cost.astype(np.float64), 0.0)[self.lookup]
