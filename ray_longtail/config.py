@@ -232,6 +232,8 @@ class RankConfig:
     folds: int = number(3, gt=0)  # labelled windows for the ranker: the valid window and folds-1 earlier ones
     tail_positive_grade: int = number(1, ge=1, le=10)  # relevance grade of bought tail candidates (1 = as head)
     holdout_share: float = number(0.2, gt=0, lt=1)  # fit-phase users held out for early stopping and tail_weight
+    crossfit_groups: int = number(4, ge=0)  # train users scored by rankers fit without them (crossfit.py)
+    selection_min_users: int = number(5000, gt=0)  # groups join the held-out users until the choice has these
     score_on_ray: bool = True  # batch scoring as Ray Data map_batches
     ray_scoring_rows: int = number(100_000, ge=0)  # smaller frames are scored in process (same scores)
     storage_path: str | None = None  # Ray Train storage (must be shared on a multi-node cluster); None = temp

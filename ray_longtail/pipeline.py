@@ -347,15 +347,16 @@ def run_tune(config: Config, num_samples: int | None = None) -> str:
 
 def trial_data(ctx: RunContext):
     """What every `tune` trial reads, from a run whose features exist: the labelled folds with the rank stage's
-    train / holdout split, and the tail floor on their held-out users."""
+    train / holdout split and cross-fitting groups, and the tail floor on their selection users."""
+    from ray_longtail.crossfit import selection_users
     from ray_longtail.scoring import restrict_phase, tail_floor
-    from ray_longtail.stages import holdout_users
+    from ray_longtail.stages import holdout_users, selection_folds
     from ray_longtail.tune import TrialData, TrialFold
 
-    folds = []
-    for fold, name in enumerate(ctx.fold_names()):
-        train_users, holdout = holdout_users(ctx, name, fold)
-        folds.append(TrialFold(phase=ctx.phase(name), candidates=ctx.candidates(name), train_users=train_users,
-                               holdout_users=holdout))
-    floor, _ = tail_floor([(restrict_phase(f.phase, f.holdout_users), f.candidates) for f in folds], ctx.config)
+    splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}
+    folds = [TrialFold(phase=ctx.phase(name), candidates=ctx.candidates(name), train_users=train,
+                       holdout_users=holdout, groups=groups)
+             for name, (_, train, holdout, groups) in selection_folds(ctx, splits).items()]
+    floor, _ = tail_floor([(restrict_phase(f.phase, selection_users(f.holdout_users, f.groups)), f.candidates)
+                           for f in folds], ctx.config)
     return TrialData(config=ctx.config, catalog=ctx.feature_catalog(), folds=tuple(folds), floor=floor)

@@ -183,6 +183,15 @@ def train_ranker_local(train: pd.DataFrame, valid: pd.DataFrame, features: list[
                        config.num_boost_round, config.early_stopping_rounds, [])
 
 
+def fit_fixed_rounds(queries: pd.DataFrame, features: list[str], config: RankConfig, rounds: int,
+                     seed: int = 0) -> xgboost.Booster:
+    """The ranker's fit on `queries` for exactly `rounds` rounds, in this process (no early stopping: a
+    cross-fitting group's ranker, `crossfit.py`)."""
+    frame = query_frames(queries, queries.iloc[:0], features)[0]
+    return xgboost.train(xgb_params(config, nthread=max(1, int(config.cpus_per_worker)), seed=seed),
+                         _dmatrix(shard_queries(frame, 0, 1), features), num_boost_round=max(0, rounds))
+
+
 def predict(booster: xgboost.Booster, frame: pd.DataFrame | Mapping[str, np.ndarray],
             features: list[str]) -> np.ndarray:
     """Ranker scores of the rows of `frame` (a DataFrame or a dict of column arrays; in-place prediction: no

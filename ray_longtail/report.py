@@ -135,10 +135,14 @@ def selection_section(selection: dict | None) -> list[Section]:
     options = pd.DataFrame(selection["options"]).T[["tail_weight", "ndcg@10", "tail_recall@10", "meets_floor"]]
     options["meets_floor"] = options["meets_floor"].map({True: "yes", False: "no"})
     options.index.name = "option"
-    return [Section("Final stage: chosen on the valid window (held-out fit-phase users)",
+    groups = selection.get("crossfit_groups", 0)
+    users = f"{selection['selection_users']} users" + (
+        f" (the held-out ones and {groups} cross-fitted groups: each user's ranker scores come from a ranker fit "
+        "without them)" if groups else " (the ranker's held-out ones)")
+    return [Section("Final stage: chosen on the valid window (labelled fit-phase users)",
                     f"Chosen: {selection['scorer']} at tail_weight {selection['tail_weight']}: {selection['reason']}. "
-                    f"Tail floor (2x ItemKNN) {selection['floor_tail_recall@10']:.4f}; "
-                    f"{selection['holdout_users']} users.", [options], highlight=(selection["scorer"],))]
+                    f"Tail floor (2x ItemKNN) {selection['floor_tail_recall@10']:.4f}; {users}.", [options],
+                    highlight=(selection["scorer"],))]
 
 
 def enrichment_section(enrichment: dict | None) -> list[Section]:

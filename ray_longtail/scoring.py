@@ -363,14 +363,21 @@ def tail_floor(parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> tuple
     return config.tune.tail_recall_floor_ratio * itemknn["tail_recall@10"], itemknn
 
 
+def selection_ks(config: Config) -> list[int]:
+    """The cut-offs the final-stage choice reads: 10 (the curve metrics, the tail floor) and the objective's. The
+    re-ranker is greedy and step-synchronous, so a list's first k items (and the exposure they saw) are the same
+    whatever its length: lists cut there give the choice exactly what the longest evaluated lists would."""
+    return sorted({10, int(config.tune.objective.rsplit("@", 1)[1])})
+
+
 def tradeoff_curve(parts: list[tuple[Phase, RankedCandidates]], config: Config, floor: float,
                    weights: list[float] | None = None) -> dict[str, dict[str, float]]:
     """Per tail_weight (default `eval.tail_weights`): the pooled curve metrics over the held-out phases and the
     constrained objective."""
-    curve = {}
+    curve, ks = {}, selection_ks(config)
     for weight in config.eval.tail_weights if weights is None else weights:
-        metrics = pooled_metrics([(phase, phase_lists(phase, ranked, weight, config)) for phase, ranked in parts],
-                                 config.eval.ks)
+        metrics = pooled_metrics([(phase, rerank_lists(ranked, max(ks), weight, config, phase.is_tail,
+                                                       phase.context.vectors)) for phase, ranked in parts], ks)
         curve[str(weight)] = {key: metrics[key] for key in (*CURVE_METRICS, config.tune.objective)}
         curve[str(weight)]["objective"] = constrained_objective(metrics, floor, config.tune.objective)
     return curve
@@ -445,7 +452,7 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                            metric, reference, config.rerank.tail_tolerance)
     return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
-            "itemknn": itemknn, "holdout_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
+            "itemknn": itemknn, "selection_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
             "options": results,
             "best_single_source": single, "budget_reference": reference}
 

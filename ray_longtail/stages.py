@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ray_longtail import scoring
+from ray_longtail import crossfit, scoring
 from ray_longtail.artifacts import (
     EXPOSURE_PATHS,
     FEATURE_NAMES,
@@ -213,29 +213,47 @@ def stage_features(ctx: RunContext) -> dict[str, Any]:
 
 def stage_rank(ctx: RunContext) -> dict[str, Any]:
     """Train the ranker on the labelled folds with Ray Train, then choose the final scorer and its tail_weight on
-    the held-out users of every fold (`scoring.select_final`)."""
+    the held-out users of every fold and the cross-fitted groups that join them (`crossfit.py`,
+    `scoring.select_final`)."""
     config = ctx.config
     splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}
     ranker, summary = fit_ranker(ctx, splits)
-    held_out = {name: (scoring.restrict_phase(ctx.phase(name), holdout),
-                       ctx.features(name)[ctx.features(name)["user"].isin(holdout)]) for name, (_, holdout) in
-                splits.items()}
-    options = {option: [(phase, ranked_candidates(ctx, name, rows, scorer)) for name, (phase, rows) in
-                        held_out.items()]
-               for option, scorer in scoring.selection_options(config, ranker).items()}
-    floor_parts = [(phase, ctx.candidates(name)) for name, (phase, _) in held_out.items()]
-    selection = scoring.select_final(options, floor_parts, config)
+    folds = selection_folds(ctx, splits)
+    users = {name: crossfit.selection_users(holdout, groups) for name, (_, _, holdout, groups) in folds.items()}
+    rows = {name: features[features["user"].isin(users[name])] for name, (features, *_) in folds.items()}
+    phases = {name: scoring.restrict_phase(ctx.phase(name), users[name]) for name in folds}
+    options = {option: [(phases[name], ranked_candidates(ctx, name, rows[name], scorer)) for name in folds]
+               for option, scorer in scoring.selection_options(config, None).items()}
+    if ranker is not None:
+        scores = crossfit.crossfit_scores(list(folds.values()), ranker.booster, ranker.feature_names, config.rank,
+                                          config.seed, fit_groups=crossfit.fit_groups_on_ray)
+        options["ranker"] = [(phases[name], ranked_rows(ctx, name, rows[name], fold_scores))
+                             for name, fold_scores in zip(folds, scores, strict=True)]
+    selection = scoring.select_final(options, [(phases[name], ctx.candidates(name)) for name in folds], config)
+    selection["crossfit_groups"] = max(len(fold[3]) for fold in folds.values())
     ctx.store.write_json(SELECTION, selection)
     ctx.forget_phases()  # the folds' phases are not needed after the choice
-    log.info("final scorer %s at tail_weight %s (%s)", selection["scorer"], selection["selected"],
-             selection["reason"])
-    return summary | {"scorer": selection["scorer"], "selected_tail_weight": selection["selected"]}
+    log.info("final scorer %s at tail_weight %s, chosen on %d users (%s)", selection["scorer"],
+             selection["selected"], selection["selection_users"], selection["reason"])
+    return summary | {"scorer": selection["scorer"], "selected_tail_weight": selection["selected"],
+                      "selection_users": selection["selection_users"]}
 
 
 def holdout_users(ctx: RunContext, name: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """(train users, holdout users) of a labelled fold: a seeded `rank.holdout_share` of its users."""
     users = np.unique(ctx.features(name)["user"].to_numpy())
     return scoring.holdout_split(users, ctx.config.rank.holdout_share, ctx.config.seed + fold)
+
+
+def selection_folds(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
+    """Per labelled fold, (feature rows, train users, holdout users, cross-fitting groups): as many groups of
+    each fold's train users as `crossfit.groups_to_use` allows for the held-out users of all folds."""
+    rank, seed = ctx.config.rank, ctx.config.seed
+    used = crossfit.groups_to_use(sum(len(holdout) for _, holdout in splits.values()), rank.selection_min_users,
+                                  rank.crossfit_groups)
+    return {name: (ctx.features(name), train, holdout,
+                   tuple(crossfit.train_user_groups(train, rank.crossfit_groups, seed + fold)[:used]))
+            for fold, (name, (train, holdout)) in enumerate(splits.items())}
 
 
 def fit_ranker(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -277,9 +295,14 @@ def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> sco
         scores = score_on_ray(scorer.booster, features, scorer.feature_names)
     else:
         scores = scorer.score(features)
+    return ranked_rows(ctx, phase_name, features, scores)
+
+
+def ranked_rows(ctx: RunContext, phase_name: str, features, scores: np.ndarray) -> scoring.RankedCandidates:
+    """Feature rows with their scores, ranked per user over the phase's history."""
     phase = ctx.phase(phase_name)
-    scored = scoring.scored_candidates(features, scores, config.retrieve.sources)
-    return scoring.rank_candidates(scored, phase.history, phase.is_tail, config.rerank.depth)
+    scored = scoring.scored_candidates(features, scores, ctx.config.retrieve.sources)
+    return scoring.rank_candidates(scored, phase.history, phase.is_tail, ctx.config.rerank.depth)
 
 
 EXPOSURE_FALLBACK_USERS = 2000  # history users run through the chain to count exposure when none is precomputed
@@ -390,7 +413,8 @@ def selection_summary(selection: dict) -> dict:
     options = {name: {key: value for key, value in option.items() if key != "curve"}
                for name, option in selection["options"].items()}
     return {"scorer": selection["scorer"], "tail_weight": selection["selected"], "reason": selection["reason"],
-            "floor_tail_recall@10": selection["floor_tail_recall@10"], "holdout_users": selection["holdout_users"],
+            "floor_tail_recall@10": selection["floor_tail_recall@10"], "selection_users": selection["selection_users"],
+            "crossfit_groups": selection.get("crossfit_groups", 0),
             "best_single_source": selection["best_single_source"], "budget_reference": selection["budget_reference"],
             "options": options}
 

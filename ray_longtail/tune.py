@@ -3,8 +3,9 @@ grade of bought tail candidates (`rank.tail_positive_grade`: it helps on some sh
 on the valid window only (fit phase: history = train, labels = valid; the test window is never read).
 
 Each trial re-clusters the item embeddings (TailExplore candidates and the cluster-tail-share feature depend
-on it), truncates every source to its top `n_per_source`, trains XGBoost on the training users, re-ranks the
-held-out users' lists and reports the constrained objective (max NDCG@10 s.t. TailRecall@10 >= floor) at the
+on it), truncates every source to its top `n_per_source`, trains XGBoost on the training users (and, as the
+rank stage does, one ranker per cross-fitting group, `crossfit.py`), re-ranks the selection users' lists and
+reports the constrained objective (max NDCG@10 s.t. TailRecall@10 >= floor) at the
 tail_weight the rank stage would give this ranker (`scoring.select_tail_weight`: the most tail recall within
 the accuracy budget). tail_weight is not searched: a free tail_weight maximised over a few hundred held-out
 users overfits them (README, synthetic retail profile: a 12-trial search that met the floor on valid missed it
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ray_longtail import scoring
+from ray_longtail import crossfit, scoring
 from ray_longtail.config import Config, replace
 from ray_longtail.features import attach_labels
 from ray_longtail.phase import Phase
@@ -36,19 +37,20 @@ TRIAL_METRICS = ("objective", "tail_weight", "ndcg@10", "tail_recall@10", "cover
 
 @dataclasses.dataclass(frozen=True)
 class TrialFold:
-    """One labelled fold as a trial reads it: its phase, stored candidates (every source) and the ranker's train /
-    holdout users (the rank stage's split)."""
+    """One labelled fold as a trial reads it: its phase, stored candidates (every source), the ranker's train /
+    holdout users and the cross-fitting groups of train users (the rank stage's split, `crossfit.py`)."""
 
     phase: Phase
     candidates: pd.DataFrame
     train_users: np.ndarray
     holdout_users: np.ndarray
+    groups: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class TrialData:
     """What every trial reads (put in the object store once): the config, the catalog, the labelled folds
-    (newest first) and the tail-recall floor on their held-out users."""
+    (newest first) and the tail-recall floor on their selection users."""
 
     config: Config
     catalog: pd.DataFrame
@@ -101,7 +103,8 @@ def trial_features(config: Config, phase: Phase, candidates: pd.DataFrame, catal
 
 
 def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
-    """Score one point of the search space on the folds' held-out users (plain, no Ray inside)."""
+    """Score one point of the search space on the folds' selection users, as the rank stage does (the ranker's
+    scores cross-fitted, `crossfit.py`; plain, no Ray inside)."""
     from ray_longtail.discover import cluster_items
     from ray_longtail.rank import train_ranker_local
 
@@ -110,20 +113,23 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     clusters, _ = cluster_items(vectors, config.discover.n_clusters, seed=config.discover.seed)
     built = [trial_features(config, f.phase, f.candidates, data.catalog, clusters) for f in data.folds]
     names, rounds = built[0][1], 0
+    folds = [(features, f.train_users, f.holdout_users, f.groups) for (features, _), f in zip(built, data.folds,
+                                                                                               strict=True)]
+    users = [crossfit.selection_users(f.holdout_users, f.groups) for f in data.folds]
+    rows = [features[features["user"].isin(fold_users)] for (features, _), fold_users in zip(built, users,
+                                                                                            strict=True)]
     if config.rank.enabled:
-        queries = [(features, f.train_users, f.holdout_users) for (features, _), f in zip(built, data.folds,
-                                                                                          strict=True)]
-        train, valid = scoring.fold_queries(queries, config.rank.tail_positive_grade)
+        train, valid = scoring.fold_queries([fold[:3] for fold in folds], config.rank.tail_positive_grade)
         booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
-        scorer, rounds = scoring.RankerScorer(booster, names), booster.num_boosted_rounds()
+        scores, rounds = crossfit.crossfit_scores(folds, booster, names, config.rank, config.seed), \
+            booster.num_boosted_rounds()
     else:
-        scorer = scoring.BlendScorer(config.retrieve.sources)
+        scores = [scoring.BlendScorer(config.retrieve.sources).score(frame) for frame in rows]
     parts = []
-    for (features, _), fold in zip(built, data.folds, strict=True):
-        holdout = features[features["user"].isin(fold.holdout_users)]
-        scored = scoring.scored_candidates(holdout, scorer.score(holdout), config.retrieve.sources)
+    for frame, fold_scores, fold, fold_users in zip(rows, scores, data.folds, users, strict=True):
+        scored = scoring.scored_candidates(frame, fold_scores, config.retrieve.sources)
         ranked = scoring.rank_candidates(scored, fold.phase.history, fold.phase.is_tail, config.rerank.depth)
-        parts.append((scoring.restrict_phase(fold.phase, fold.holdout_users), ranked))
+        parts.append((scoring.restrict_phase(fold.phase, fold_users), ranked))
     chosen = scoring.select_tail_weight(parts, config, data.floor)
     return {"objective": chosen["objective"], "tail_weight": chosen["tail_weight"], "ndcg@10": chosen["ndcg@10"],
             "tail_recall@10": chosen["tail_recall@10"], "coverage@10": chosen["coverage@10"], "rounds": int(rounds)}

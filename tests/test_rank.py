@@ -18,7 +18,7 @@ from ray_longtail.phase import build_phase, read_item_clusters
 from ray_longtail.pipeline import RunContext
 from ray_longtail.rank import predict, shard_queries, train_ranker
 from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
-from ray_longtail.scoring import holdout_split, training_queries
+from ray_longtail.scoring import holdout_split, restrict_phase, training_queries
 
 
 @pytest.fixture(scope="module")
@@ -232,6 +232,10 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     with threadpool_limits(1):  # as in a 1-CPU Tune worker and the stage's Ray Data actors: BLAS on many threads
         trial = evaluate_trial(params, pipeline.trial_data(ctx))  # here rounds features differently (1e-7)
     curve = selection["options"]["ranker"]["curve"]
+    labelled = [np.unique(ctx.features(name)["user"]) for name in ctx.fold_names()]
+    assert selection["crossfit_groups"] == config.rank.crossfit_groups  # a small shop: every group joins
+    assert selection["selection_users"] == sum(len(restrict_phase(ctx.phase(name), users).users)
+                                               for name, users in zip(ctx.fold_names(), labelled, strict=True))
     assert trial["tail_weight"] == weight  # the weight the rank stage gives this ranker, chosen the same way
     assert trial["ndcg@10"] == pytest.approx(curve[str(weight)]["ndcg@10"], abs=1e-12)
     assert trial["tail_recall@10"] == pytest.approx(curve[str(weight)]["tail_recall@10"], abs=1e-12)
