@@ -64,8 +64,8 @@ def crossfit_scores(folds: list, booster, feature_names: list[str], config: Rank
                     fit_groups=None) -> list[np.ndarray]:
     """Per fold, ranker scores of the feature rows of its `selection_users`, in row order: held-out users'
     rows by `booster` (the stage ranker), each group's by a ranker fit without that group's queries.
-    `fit_groups(queries, n_groups, rounds)` fits those rankers (default: in this process, one after another;
-    the rank stage passes `fit_groups_on_ray`)."""
+    `fit_groups(queries, n_groups, feature_names, config, rounds, seed)` fits those rankers (default: in this
+    process, one after another; the rank stage passes `fit_groups_on_ray`)."""
     n_groups = max(len(groups) for *_, groups in folds)
     boosters = []
     if n_groups:
