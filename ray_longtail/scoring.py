@@ -372,7 +372,7 @@ def selection_ks(config: Config) -> list[int]:
 
 def tradeoff_curve(parts: list[tuple[Phase, RankedCandidates]], config: Config, floor: float,
                    weights: list[float] | None = None) -> dict[str, dict[str, float]]:
-    """Per tail_weight (default `eval.tail_weights`): the pooled curve metrics over the held-out phases and the
+    """Per tail_weight (default `eval.tail_weights`): the pooled curve metrics over the selection phases and the
     constrained objective."""
     curve, ks = {}, selection_ks(config)
     for weight in config.eval.tail_weights if weights is None else weights:
