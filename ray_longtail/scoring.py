@@ -419,7 +419,7 @@ def choose_tail_weight(curve: dict[str, dict[str, float]], weights: list[float],
 
 
 def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Config, floor: float) -> dict:
-    """The trade-off curve of one scorer's lists on the held-out users and the weight `choose_tail_weight`
+    """The trade-off curve of one scorer's lists on the selection users and the weight `choose_tail_weight`
     picks within the scorer's own accuracy budget, with the metrics there."""
     curve = tradeoff_curve(parts, config, floor)
     weight, meets, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
@@ -429,7 +429,8 @@ def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Conf
 
 def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
                  floor_parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> dict:
-    """The final scorer and tail_weight, chosen on the held-out fit-phase users with the run's objective (max
+    """The final scorer and tail_weight, chosen on the fit-phase selection users (held-out and cross-fitted,
+    `crossfit.py`) with the run's objective (max
     `tune.objective` subject to TailRecall@10 >= the floor): every option (each single source, the blend, the
     ranker; `options` ordered simplest first) gets its own tail_weight within its own accuracy budget; among the
     options within `rerank.ndcg_tolerance` of the most accurate one, the best that meets the floor wins, or the
