@@ -46,6 +46,11 @@ def selection_users(holdout: np.ndarray, groups: tuple) -> np.ndarray:
     return np.concatenate([holdout, *groups]) if groups else holdout
 
 
+def selection_rows(features: pd.DataFrame, holdout: np.ndarray, groups: tuple) -> pd.DataFrame:
+    """A fold's feature rows of its selection users, in row order (what every option is scored on)."""
+    return features[features["user"].isin(selection_users(holdout, groups))]
+
+
 def group_queries(folds: list, tail_grade: int) -> pd.DataFrame:
     """Every labelled query of every fold (`scoring.fold_queries`, same qids as the stage ranker's), with the
     query's cross-fitting group in `GROUP`."""
@@ -61,11 +66,12 @@ def group_queries(folds: list, tail_grade: int) -> pd.DataFrame:
 
 
 def crossfit_scores(folds: list, booster, feature_names: list[str], config: RankConfig, seed: int,
-                    fit_groups=None) -> list[np.ndarray]:
-    """Per fold, ranker scores of the feature rows of its `selection_users`, in row order: held-out users'
-    rows by `booster` (the stage ranker), each group's by a ranker fit without that group's queries.
-    `fit_groups(queries, n_groups, feature_names, config, rounds, seed)` fits those rankers (default: in this
-    process, one after another; the rank stage passes `fit_groups_on_ray`)."""
+                    fit_groups=None, score=predict) -> list[np.ndarray]:
+    """Per fold, ranker scores of its `selection_rows`: held-out users' rows by `booster` (the stage ranker),
+    each group's by a ranker fit without that group's queries. `fit_groups(queries, n_groups, feature_names,
+    config, rounds, seed)` fits those rankers (default: in this process, one after another; the rank stage
+    passes `fit_groups_on_ray`); `score(booster, rows, feature_names)` scores rows (default: in this process; the
+    rank stage scores large frames on Ray Data)."""
     n_groups = max(len(groups) for *_, groups in folds)
     boosters = []
     if n_groups:
@@ -74,12 +80,12 @@ def crossfit_scores(folds: list, booster, feature_names: list[str], config: Rank
                        booster.num_boosted_rounds(), seed)
     out = []
     for features, _, holdout, groups in folds:
-        rows = features[features["user"].isin(selection_users(holdout, groups))]
+        rows = selection_rows(features, holdout, groups)
         scores = np.empty(len(rows), dtype=np.float32)
         users = rows["user"].to_numpy()
         for model, members in [(booster, holdout), *zip(boosters, groups, strict=False)]:
             mine = np.isin(users, members)
-            scores[mine] = predict(model, rows[mine], feature_names)
+            scores[mine] = score(model, rows[mine], feature_names)
         out.append(scores)
     return out
 

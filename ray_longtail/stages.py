@@ -4,6 +4,7 @@ return a small summary for the manifest."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from ray_longtail.finetune import tuned_encoder_path
 from ray_longtail.precompute import ExposurePaths, PrecomputedLists, ranked_table, serving_users
 from ray_longtail.profile import profiles_table
 from ray_longtail.progress import Progress
-from ray_longtail.rank import MODEL_FILE, save_ranker, score_on_ray, train_ranker
+from ray_longtail.rank import MODEL_FILE, predict, save_ranker, score_on_ray, train_ranker
 from ray_longtail.retrieve import candidate_union, candidates_on_ray
 from ray_longtail.sources.registry import fit_sources, make_sources
 
@@ -219,14 +220,16 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
     splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}
     ranker, summary = fit_ranker(ctx, splits)
     folds = selection_folds(ctx, splits)
-    users = {name: crossfit.selection_users(holdout, groups) for name, (_, _, holdout, groups) in folds.items()}
-    rows = {name: features[features["user"].isin(users[name])] for name, (features, *_) in folds.items()}
-    phases = {name: scoring.restrict_phase(ctx.phase(name), users[name]) for name in folds}
+    rows = {name: crossfit.selection_rows(features, holdout, groups)
+            for name, (features, _, holdout, groups) in folds.items()}
+    phases = {name: scoring.restrict_phase(ctx.phase(name), crossfit.selection_users(holdout, groups))
+              for name, (_, _, holdout, groups) in folds.items()}
     options = {option: [(phases[name], ranked_candidates(ctx, name, rows[name], scorer)) for name in folds]
                for option, scorer in scoring.selection_options(config, None).items()}
     if ranker is not None:
         scores = crossfit.crossfit_scores(list(folds.values()), ranker.booster, ranker.feature_names, config.rank,
-                                          config.seed, fit_groups=crossfit.fit_groups_on_ray)
+                                          config.seed, fit_groups=crossfit.fit_groups_on_ray,
+                                          score=functools.partial(booster_scores, ctx))
         options["ranker"] = [(phases[name], ranked_rows(ctx, name, rows[name], fold_scores))
                              for name, fold_scores in zip(folds, scores, strict=True)]
     selection = scoring.select_final(options, [(phases[name], ctx.candidates(name)) for name in folds], config)
@@ -289,13 +292,20 @@ def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> sco
     """Score feature rows (the ranker on a Ray Data actor pool when `rank.score_on_ray` and there are at least
     `rank.ray_scoring_rows` of them: below that an actor pool's start-up costs more than the scoring) and rank
     them."""
-    config = ctx.config
-    if isinstance(scorer, scoring.RankerScorer) and config.rank.score_on_ray and \
-            len(features) >= config.rank.ray_scoring_rows:
-        scores = score_on_ray(scorer.booster, features, scorer.feature_names)
+    if isinstance(scorer, scoring.RankerScorer):
+        scores = booster_scores(ctx, scorer.booster, features, scorer.feature_names)
     else:
         scores = scorer.score(features)
     return ranked_rows(ctx, phase_name, features, scores)
+
+
+def booster_scores(ctx: RunContext, booster, features: pd.DataFrame, feature_names: list[str]) -> np.ndarray:
+    """A ranker's scores of feature rows: on a Ray Data actor pool from `rank.ray_scoring_rows` rows on (when
+    `rank.score_on_ray`), in this process below (the same scores)."""
+    rank = ctx.config.rank
+    if rank.score_on_ray and len(features) >= rank.ray_scoring_rows:
+        return score_on_ray(booster, features, feature_names)
+    return predict(booster, features, feature_names)
 
 
 def ranked_rows(ctx: RunContext, phase_name: str, features, scores: np.ndarray) -> scoring.RankedCandidates:
@@ -413,7 +423,8 @@ def selection_summary(selection: dict) -> dict:
     options = {name: {key: value for key, value in option.items() if key != "curve"}
                for name, option in selection["options"].items()}
     return {"scorer": selection["scorer"], "tail_weight": selection["selected"], "reason": selection["reason"],
-            "floor_tail_recall@10": selection["floor_tail_recall@10"], "selection_users": selection["selection_users"],
+            "floor_tail_recall@10": selection["floor_tail_recall@10"],
+            "selection_users": selection.get("selection_users", selection.get("holdout_users")),  # older runs
             "crossfit_groups": selection.get("crossfit_groups", 0),
             "best_single_source": selection["best_single_source"], "budget_reference": selection["budget_reference"],
             "options": options}

@@ -116,8 +116,8 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     folds = [(features, f.train_users, f.holdout_users, f.groups) for (features, _), f in zip(built, data.folds,
                                                                                                strict=True)]
     users = [crossfit.selection_users(f.holdout_users, f.groups) for f in data.folds]
-    rows = [features[features["user"].isin(fold_users)] for (features, _), fold_users in zip(built, users,
-                                                                                            strict=True)]
+    rows = [crossfit.selection_rows(features, f.holdout_users, f.groups) for (features, _), f in
+            zip(built, data.folds, strict=True)]
     if config.rank.enabled:
         train, valid = scoring.fold_queries([fold[:3] for fold in folds], config.rank.tail_positive_grade)
         booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
