@@ -13,6 +13,7 @@ import scipy.sparse
 
 # every metric `ranking_metrics` reports at each K, in the quality table's column order
 METRIC_NAMES = ("recall", "ndcg", "hit", "tail_recall", "cold_recall", "coverage", "aplt", "gini", "novelty")
+USER_METRICS = ("recall", "ndcg", "hit")  # means over every evaluated user of a per-user value
 
 
 def _canonical_truth(truth: scipy.sparse.spmatrix | scipy.sparse.sparray) -> scipy.sparse.csr_matrix:
@@ -93,20 +94,13 @@ def ranking_metrics(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, pop: 
     cold_users = g_cold > 0
 
     k_max = max(ks)
-    R = _checked_recs(rec_items[evaluated, :k_max], n_items)
-    valid = R >= 0
-    safe = np.where(valid, R, 0)  # padding mapped to item 0, always masked by `valid`
-    keys = np.arange(n_eval, dtype=np.int64)[:, None] * np.int64(n_items) + safe
-    hit = _isin_sorted(_truth_keys(truth), keys) & valid
-    del keys
+    R, valid, safe, hit = _hits(rec_items[evaluated, :k_max], truth)
     tail_rec = is_tail[safe] & valid
     hit_tail = hit & tail_rec
     hit_cold = hit & is_cold[safe]
     surprisal = -np.log2((pop.astype(np.float64) + 1.0) / (float(n_hist_users) + 1.0))
 
     width = R.shape[1]
-    disc = 1.0 / np.log2(np.arange(2, k_max + 2, dtype=np.float64))  # disc[r-1] = 1/log2(r+1)
-    ideal_cum = np.cumsum(disc)
 
     out: dict[str, float] = {"users": n_eval, "tail_users": int(tail_users.sum()), "cold_users": int(cold_users.sum())}
     for k in ks:
@@ -115,18 +109,48 @@ def ranking_metrics(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, pop: 
             for name in METRIC_NAMES:
                 out[f"{name}@{k}"] = 0.0
             continue
-        h = hit[:, :w]
-        n_hit = h.sum(axis=1)
-        out[f"recall@{k}"] = _safe_mean(n_hit, g_size)
-        out[f"hit@{k}"] = float(np.mean(n_hit > 0))
-        dcg = h @ disc[:w]
-        ideal = ideal_cum[np.minimum(g_size.astype(np.int64), k) - 1]
-        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
+        for name in USER_METRICS:
+            out[f"{name}@{k}"] = float(np.mean(_user_accuracy(hit, g_size, name, k)))
         out[f"tail_recall@{k}"] = _safe_mean(hit_tail[tail_users, :w].sum(axis=1), g_tail[tail_users])
         out[f"cold_recall@{k}"] = _safe_mean(hit_cold[cold_users, :w].sum(axis=1), g_cold[cold_users])
 
         out.update(_exposure_metrics(R[:, :w][valid[:, :w]], tail_rec[:, :w], surprisal, n_items, k))
     return out
+
+
+def _hits(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix) -> tuple[np.ndarray, ...]:
+    """(R, valid, safe, hit) of lists (n, L) against a canonical truth with n rows: R the checked int64 lists,
+    `valid` where R holds an item, `safe` R with padding mapped to item 0, `hit` where the item is in the truth."""
+    n_items = truth.shape[1]
+    R = _checked_recs(rec_items, n_items)
+    valid = R >= 0
+    safe = np.where(valid, R, 0)  # padding mapped to item 0, always masked by `valid`
+    keys = np.arange(R.shape[0], dtype=np.int64)[:, None] * np.int64(n_items) + safe
+    hit = _isin_sorted(_truth_keys(truth), keys) & valid
+    return R, valid, safe, hit
+
+
+def _user_accuracy(hit: np.ndarray, g_size: np.ndarray, name: str, k: int) -> np.ndarray:
+    """Per-user recall, NDCG or hit at k (n,) from the hit matrix (n, L) and each user's truth size (n,)."""
+    h = hit[:, :min(k, hit.shape[1])]
+    if name == "ndcg":
+        disc = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))  # disc[r-1] = 1/log2(r+1)
+        ideal = np.cumsum(disc)[np.minimum(g_size.astype(np.int64), k) - 1]
+        return (h @ disc[:h.shape[1]]) / ideal
+    n_hit = h.sum(axis=1)
+    return n_hit / g_size if name == "recall" else (n_hit > 0).astype(np.float64)
+
+
+def user_accuracy(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, name: str, k: int) -> np.ndarray:
+    """Per evaluated user (non-empty truth, in row order), `name`@k for name in `USER_METRICS`: the values whose
+    mean `ranking_metrics` reports, for paired comparisons of two systems on the same users. Shape (n_evaluated,)."""
+    if name not in USER_METRICS:
+        raise ValueError(f"per-user values exist for {USER_METRICS}, not {name!r}")
+    truth = _canonical_truth(truth)
+    g_size_all = np.diff(truth.indptr)
+    evaluated = np.flatnonzero(g_size_all > 0)
+    _, _, _, hit = _hits(np.asarray(rec_items)[evaluated, :k], truth[evaluated])
+    return _user_accuracy(hit, g_size_all[evaluated].astype(np.float64), name, k)
 
 
 def _checked_recs(recs: np.ndarray, n_items: int) -> np.ndarray:

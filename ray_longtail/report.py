@@ -141,8 +141,18 @@ def selection_section(selection: dict | None) -> list[Section]:
         "without them)" if groups else " (the ranker's held-out ones)")
     return [Section("Final stage: chosen on the valid window (labelled fit-phase users)",
                     f"Chosen: {selection['scorer']} at tail_weight {selection['tail_weight']}: {selection['reason']}. "
-                    f"Tail floor (2x ItemKNN) {selection['floor_tail_recall@10']:.4f}; {users}.", [options],
-                    highlight=(selection["scorer"],))]
+                    f"Tail floor (2x ItemKNN) {selection['floor_tail_recall@10']:.4f}; {users}.{lead_text(selection)}",
+                    [options], highlight=(selection["scorer"],))]
+
+
+def lead_text(selection: dict) -> str:
+    """What the chosen scorer's lead over the best single source was and how much of it the tail could spend."""
+    if "lead_bound" not in selection:  # runs from before the lead's bound was recorded
+        return ""
+    return (f" Its lead over the best single source ({selection['best_single_source_name']} at tail_weight 0) "
+            f"{selection['lead']:+.4f}, standard error {selection['lead_error']:.4f} over "
+            f"{selection['lead_users']} paired users, one-sided {selection['lead_confidence']:.0%} lower bound "
+            f"{selection['lead_bound']:.4f}: the accuracy budget is measured from {selection['budget_reference']:.4f}.")
 
 
 def enrichment_section(enrichment: dict | None) -> list[Section]:

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from ray_longtail.config import Config
-from ray_longtail.evaluate import system_metrics
+from ray_longtail.evaluate import rec_matrix, system_metrics
 from ray_longtail.features import FeatureBuilder
 from ray_longtail.history import History
+from ray_longtail.metrics import USER_METRICS, user_accuracy
 from ray_longtail.phase import Phase
 from ray_longtail.rerank import (
     candidate_matrix,
@@ -427,6 +428,36 @@ def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Conf
     return {"tail_weight": weight, "meets_floor": meets, "reason": reason, **curve[str(weight)], "curve": curve}
 
 
+def lead_bound(chosen: list[tuple[Phase, RankedCandidates]], weight: float,
+               single: list[tuple[Phase, RankedCandidates]], config: Config) -> dict:
+    """How much the chosen scorer at `weight` leads the best single source at tail_weight 0 on the objective, from
+    the paired per-user differences over the selection users (the same users, fold by fold): the mean lead, its
+    standard error and the one-sided `rerank.surplus_confidence` lower bound (never below 0). A lead measured on a
+    few hundred users is noisy; the bound is what the tail may be paid from. Objectives that are not means of a
+    per-user value (coverage, tail recall, ...) have no standard error here: the bound is the mean lead."""
+    from scipy.stats import norm
+
+    name, k = config.tune.objective.rsplit("@", 1)
+    k = int(k)
+    diffs = []
+    for (phase, ranked), (single_phase, single_ranked) in zip(chosen, single, strict=True):
+        if single_phase is not phase:
+            raise ValueError("a lead is measured between options scored on the same selection phases")
+        pair = [rerank_lists(r, k, w, config, phase.is_tail, phase.context.vectors)
+                for r, w in ((ranked, weight), (single_ranked, 0.0))]
+        if name in USER_METRICS:
+            a, b = (user_accuracy(rec_matrix(phase.users, lists, k), phase.truth, name, k) for lists in pair)
+        else:
+            a, b = (np.array([system_metrics(phase, lists, [k])[f"{name}@{k}"]]) for lists in pair)
+        diffs.append(a - b)
+    diff = np.concatenate(diffs)
+    mean = float(diff.mean()) if diff.size else 0.0
+    error = float(diff.std(ddof=1) / np.sqrt(diff.size)) if name in USER_METRICS and diff.size > 1 else 0.0
+    bound = max(mean - float(norm.ppf(config.rerank.surplus_confidence)) * error, 0.0)
+    return {"lead": mean, "lead_error": error, "lead_bound": bound, "lead_users": int(diff.size),
+            "lead_confidence": config.rerank.surplus_confidence}
+
+
 def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
                  floor_parts: list[tuple[Phase, pd.DataFrame]], config: Config) -> dict:
     """The final scorer and tail_weight, chosen on the fit-phase selection users (held-out and cross-fitted,
@@ -437,8 +468,9 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     best by accuracy when none does (a tail source that meets the floor at a third of the accuracy never wins);
     ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen
     again with the accuracy budget measured from below its own best: from its best minus `rerank.surplus_share`
-    of what it gains over the best single source at tail_weight 0 (that gain, measured on few users, is
-    optimistic: the default spends half of it on the tail; 0 keeps the winner's own budget, 1 spends all of it)."""
+    of what it surely gains over the best single source at tail_weight 0 (`lead_bound`: the lower confidence
+    bound of the paired per-user lead, so a lead measured on few users buys less tail; 0 keeps the winner's own
+    budget, 1 spends all of the bound)."""
     floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
     results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}
@@ -446,16 +478,18 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     eligible = [name for name in results if results[name][metric] >= (1 - config.rerank.ndcg_tolerance) * top]
     chosen = max(eligible, key=lambda name: (results[name]["meets_floor"], results[name][metric],
                                              -list(results).index(name)))
-    single = max(results[name]["curve"]["0.0"][metric] for name in config.retrieve.sources if name in results)
+    sources = [name for name in config.retrieve.sources if name in results]
+    single = max(sources, key=lambda name: results[name]["curve"]["0.0"][metric])
     curve = results[chosen]["curve"]
-    best = max(curve[str(w)][metric] for w in config.eval.tail_weights)
-    reference = best - config.rerank.surplus_share * max(best - single, 0.0)
+    best = max(config.eval.tail_weights, key=lambda w: curve[str(w)][metric])
+    lead = lead_bound(options[chosen], best, options[single], config)
+    reference = curve[str(best)][metric] - config.rerank.surplus_share * lead["lead_bound"]
     weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                            metric, reference, config.rerank.tail_tolerance)
     return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
             "itemknn": itemknn, "selection_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
-            "options": results,
-            "best_single_source": single, "budget_reference": reference}
+            "options": results, "best_single_source": results[single]["curve"]["0.0"][metric],
+            "best_single_source_name": single, **lead, "budget_reference": reference}
 
 
 def final_choice(config: Config, selection: dict | None) -> tuple[str, float]:

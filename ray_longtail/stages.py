@@ -418,6 +418,9 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
     return {name: round(values["ndcg@10"], 4) for name, values in systems.items()}
 
 
+LEAD_KEYS = ("best_single_source_name", "lead", "lead_error", "lead_bound", "lead_users", "lead_confidence")
+
+
 def selection_summary(selection: dict) -> dict:
     """`metrics.json` → `selection`: every option's valid metrics at its tail_weight, and the choice."""
     options = {name: {key: value for key, value in option.items() if key != "curve"}
@@ -427,6 +430,7 @@ def selection_summary(selection: dict) -> dict:
             "selection_users": selection.get("selection_users", selection.get("holdout_users")),  # older runs
             "crossfit_groups": selection.get("crossfit_groups", 0),
             "best_single_source": selection["best_single_source"], "budget_reference": selection["budget_reference"],
+            **{key: selection[key] for key in LEAD_KEYS if key in selection},  # older runs lack them
             "options": options}
 
 

@@ -47,6 +47,7 @@ def test_report_html_is_one_self_contained_file_with_the_run_numbers(cli_run):
     assert page.count('src="data:image/png;base64,') >= 5 and 'src="http' not in page and "<script" not in page
     assert f"{metrics['systems']['system']['ndcg@10']:.4f}" in page
     assert f"{metrics['systems']['EASE']['tail_recall@10']:.4f}" in page
+    assert f"lower bound {metrics['selection']['lead_bound']:.4f}" in page  # what the tail could spend
 
 
 def test_long_stages_log_progress_lines_not_bars(cli_run):

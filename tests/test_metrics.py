@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from ray_longtail.metrics import candidate_recall, ranking_metrics
+from ray_longtail.metrics import USER_METRICS, candidate_recall, ranking_metrics, user_accuracy
 
 
 def _truth(sets: list[set[int]], n_items: int) -> scipy.sparse.csr_matrix:
@@ -293,3 +293,16 @@ def test_candidate_recall_equals_reference_on_random_case():
         "candidates_per_user": sum(len(C[u]) for u in ev) / len(ev),
     }
     assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_per_user_values_average_to_the_reported_metric_on_the_evaluated_users():
+    rec, truth, pop, is_tail, is_cold = _random_case(seed=3)
+    ks = (1, 5, 10, 20, 40)  # 40 > list width 25
+    reported = ranking_metrics(rec, truth, pop, is_tail, is_cold, 500, ks)
+    for k in ks:
+        for name in USER_METRICS:
+            values = user_accuracy(rec, truth, name, k)
+            assert values.shape == (reported["users"],)
+            assert values.mean() == pytest.approx(reported[f"{name}@{k}"], rel=1e-12, abs=1e-15), (name, k)
+    with pytest.raises(ValueError, match="coverage"):
+        user_accuracy(rec, truth, "coverage", 10)  # a catalog-level metric has no per-user value

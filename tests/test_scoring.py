@@ -54,6 +54,36 @@ def test_selection_picks_a_single_source_when_the_ranker_is_worse(phase):
     assert tied["scorer"] == "ease"  # ties go to the simpler option: the ranker must earn its place
 
 
+def test_the_tail_is_paid_from_the_lower_bound_of_the_paired_lead(phase):
+    """A ranker that leads the best source on 30 users: at confidence 0.5 the budget is measured from its best minus
+    half the measured lead (the pooled difference); at 0.9 from half of the lead's one-sided lower bound, which the
+    paired per-user differences put below the lead."""
+    truth = np.zeros((phase.history.n_users, N_ITEMS))
+    truth[phase.users] = phase.truth.toarray()
+    rng = np.random.default_rng(2)
+    options = {"ease": [(phase, ranked_from(phase, 0.3 * truth + rng.random(truth.shape)))],
+               "ranker": [(phase, ranked_from(phase, truth + 0.5 * rng.random(truth.shape)))]}
+    empty = [(phase, pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []}))]
+    overrides = ["eval.ks=[10]", "tune.tail_recall_floor_ratio=0"]
+    selections = {level: scoring.select_final(options, empty, load_config(
+        overrides=[*overrides, f"rerank.surplus_confidence={level}"])) for level in (0.5, 0.9)}
+    for selection in selections.values():
+        assert (selection["scorer"], selection["best_single_source_name"], selection["lead_users"]) == \
+            ("ranker", "ease", len(phase.users))
+        curve = selection["options"]["ranker"]["curve"]
+        best = max(values["ndcg@10"] for values in curve.values())
+        assert selection["lead"] == pytest.approx(best - selection["best_single_source"], abs=1e-12)
+        assert selection["lead"] > 0 and selection["lead_error"] > 0
+        assert selection["budget_reference"] == pytest.approx(best - 0.5 * selection["lead_bound"], abs=1e-12)
+    assert selections[0.5]["lead_bound"] == pytest.approx(selections[0.5]["lead"], abs=1e-12)
+    low = selections[0.9]
+    assert low["lead_bound"] == pytest.approx(max(low["lead"] - 1.2816 * low["lead_error"], 0), abs=1e-4)
+    assert low["budget_reference"] > selections[0.5]["budget_reference"]
+    tied = scoring.select_final({"ease": options["ease"], "ranker": options["ease"]}, empty,
+                                load_config(overrides=overrides))
+    assert (tied["lead"], tied["lead_error"], tied["lead_bound"]) == (0.0, 0.0, 0.0)
+
+
 def test_tail_weight_is_never_zero_when_a_positive_weight_does_better():
     curve = {"0.0": {"ndcg@10": 0.100, "tail_recall@10": 0.01}, "0.5": {"ndcg@10": 0.099, "tail_recall@10": 0.03},
              "1.0": {"ndcg@10": 0.080, "tail_recall@10": 0.05}}
