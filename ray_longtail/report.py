@@ -147,7 +147,7 @@ def selection_section(selection: dict | None) -> list[Section]:
 
 def lead_text(selection: dict) -> str:
     """What the chosen scorer's lead over the best single source was and how much of it the tail could spend."""
-    if "lead_bound" not in selection:  # runs from before the lead's bound was recorded
+    if "lead_confidence" not in selection:  # runs from before the lead's bound was recorded
         return ""
     return (f" Its lead over the best single source ({selection['best_single_source_name']} at tail_weight 0) "
             f"{selection['lead']:+.4f}, standard error {selection['lead_error']:.4f} over "
