@@ -120,7 +120,8 @@ def ranking_metrics(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, pop: 
 
 def _hits(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix) -> tuple[np.ndarray, ...]:
     """(R, valid, safe, hit) of lists (n, L) against a canonical truth with n rows: R the checked int64 lists,
-    `valid` where R holds an item, `safe` R with padding mapped to item 0, `hit` where the item is in the truth."""
+    `valid` where R holds an item, `safe` R with padding mapped to item 0, `hit` where the item is in the truth.
+    Shared by the pooled metrics and the per-user values, so a paired comparison counts hits as the tables do."""
     n_items = truth.shape[1]
     R = _checked_recs(rec_items, n_items)
     valid = R >= 0
@@ -147,6 +148,8 @@ def user_accuracy(rec_items: np.ndarray, truth: scipy.sparse.csr_matrix, name: s
     if name not in USER_METRICS:
         raise ValueError(f"per-user values exist for {USER_METRICS}, not {name!r}")
     truth = _canonical_truth(truth)
+    if np.shape(rec_items)[0] != truth.shape[0]:
+        raise ValueError(f"rec_items has {np.shape(rec_items)[0]} rows but truth has {truth.shape[0]}")
     g_size_all = np.diff(truth.indptr)
     evaluated = np.flatnonzero(g_size_all > 0)
     _, _, _, hit = _hits(np.asarray(rec_items)[evaluated, :k], truth[evaluated])

@@ -149,9 +149,10 @@ def lead_text(selection: dict) -> str:
     """What the chosen scorer's lead over the best single source was and how much of it the tail could spend."""
     if "lead_confidence" not in selection:  # runs from before the lead's bound was recorded
         return ""
+    error = (f"standard error {selection['lead_error']:.4f} over {selection['lead_users']} paired users"
+             if selection["lead_users"] else "no per-user standard error for this objective")
     return (f" Its lead over the best single source ({selection['best_single_source_name']} at tail_weight 0) "
-            f"{selection['lead']:+.4f}, standard error {selection['lead_error']:.4f} over "
-            f"{selection['lead_users']} paired users, one-sided {selection['lead_confidence']:.0%} lower bound "
+            f"{selection['lead']:+.4f}, {error}, one-sided {selection['lead_confidence']:.0%} lower bound "
             f"{selection['lead_bound']:.4f}: the accuracy budget is measured from {selection['budget_reference']:.4f}.")
 
 

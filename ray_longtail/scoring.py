@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -428,34 +429,32 @@ def select_tail_weight(parts: list[tuple[Phase, RankedCandidates]], config: Conf
     return {"tail_weight": weight, "meets_floor": meets, "reason": reason, **curve[str(weight)], "curve": curve}
 
 
-def lead_bound(chosen: list[tuple[Phase, RankedCandidates]], weight: float,
-               single: list[tuple[Phase, RankedCandidates]], config: Config) -> dict:
-    """How much the chosen scorer at `weight` leads the best single source at tail_weight 0 on the objective, from
-    the paired per-user differences over the selection users (the same users, fold by fold): the mean lead, its
-    standard error and the one-sided `rerank.surplus_confidence` lower bound (never below 0). A lead measured on a
-    few hundred users is noisy; the bound is what the tail may be paid from. Objectives that are not means of a
-    per-user value (coverage, tail recall, ...) have no standard error here: the bound is the mean lead."""
-    from scipy.stats import norm
-
-    name, k = config.tune.objective.rsplit("@", 1)
-    k = int(k)
+def lead_error(chosen: list[tuple[Phase, RankedCandidates]], weight: float,
+               single: list[tuple[Phase, RankedCandidates]], config: Config) -> tuple[float, int]:
+    """(standard error, paired users) of the lead of the chosen scorer at `weight` over the best single source at
+    tail_weight 0 on the objective: the paired per-user differences over the selection users of every fold (the
+    lead itself is the pooled curves' difference, their mean). Objectives that are not means of a per-user value
+    (coverage, tail recall, ...) have no standard error here: (0.0, 0)."""
+    metric, cutoff = config.tune.objective.rsplit("@", 1)
+    k = int(cutoff)
+    if metric not in USER_METRICS:
+        return 0.0, 0
     diffs = []
     for (phase, ranked), (single_phase, single_ranked) in zip(chosen, single, strict=True):
         if single_phase is not phase:
             raise ValueError("a lead is measured between options scored on the same selection phases")
-        pair = [rerank_lists(r, k, w, config, phase.is_tail, phase.context.vectors)
-                for r, w in ((ranked, weight), (single_ranked, 0.0))]
-        if name in USER_METRICS:
-            a, b = (user_accuracy(rec_matrix(phase.users, lists, k), phase.truth, name, k) for lists in pair)
-        else:
-            a, b = (np.array([system_metrics(phase, lists, [k])[f"{name}@{k}"]]) for lists in pair)
+        a, b = (user_accuracy(rec_matrix(phase.users, rerank_lists(r, k, w, config, phase.is_tail,
+                                                                   phase.context.vectors), k), phase.truth, metric, k)
+                for r, w in ((ranked, weight), (single_ranked, 0.0)))
         diffs.append(a - b)
     diff = np.concatenate(diffs)
-    mean = float(diff.mean()) if diff.size else 0.0
-    error = float(diff.std(ddof=1) / np.sqrt(diff.size)) if name in USER_METRICS and diff.size > 1 else 0.0
-    bound = max(mean - float(norm.ppf(config.rerank.surplus_confidence)) * error, 0.0)
-    return {"lead": mean, "lead_error": error, "lead_bound": bound, "lead_users": int(diff.size),
-            "lead_confidence": config.rerank.surplus_confidence}
+    return (float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0), int(diff.size)
+
+
+def lead_bound(lead: float, error: float, config: Config) -> float:
+    """The one-sided `rerank.surplus_confidence` lower bound of a lead with this standard error, never below 0: a
+    lead measured on a few hundred users is noisy, and the bound is what the tail may be paid from."""
+    return max(lead - NormalDist().inv_cdf(config.rerank.surplus_confidence) * error, 0.0)
 
 
 def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
@@ -469,8 +468,8 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen
     again with the accuracy budget measured from below its own best: from its best minus `rerank.surplus_share`
     of what it surely gains over the best single source at tail_weight 0 (`lead_bound`: the lower confidence
-    bound of the paired per-user lead, so a lead measured on few users buys less tail; 0 keeps the winner's own
-    budget, 1 spends all of the bound)."""
+    bound of the lead, its standard error from the paired per-user differences, so a lead measured on few users
+    buys less tail; 0 keeps the winner's own budget, 1 spends all of the bound)."""
     floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
     results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}
@@ -482,14 +481,17 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     single = max(sources, key=lambda name: results[name]["curve"]["0.0"][metric])
     curve = results[chosen]["curve"]
     best = max(config.eval.tail_weights, key=lambda w: curve[str(w)][metric])
-    lead = lead_bound(options[chosen], best, options[single], config)
-    reference = curve[str(best)][metric] - config.rerank.surplus_share * lead["lead_bound"]
+    lead = curve[str(best)][metric] - results[single]["curve"]["0.0"][metric]
+    error, paired = lead_error(options[chosen], best, options[single], config)
+    bound = lead_bound(lead, error, config)
+    reference = curve[str(best)][metric] - config.rerank.surplus_share * bound
     weight, _, reason = choose_tail_weight(curve, config.eval.tail_weights, floor, config.rerank.ndcg_tolerance,
                                            metric, reference, config.rerank.tail_tolerance)
     return {"scorer": chosen, "selected": weight, "reason": reason, "floor_tail_recall@10": floor,
             "itemknn": itemknn, "selection_users": int(sum(len(phase.users) for phase, _ in floor_parts)),
             "options": results, "best_single_source": results[single]["curve"]["0.0"][metric],
-            "best_single_source_name": single, **lead, "budget_reference": reference}
+            "best_single_source_name": single, "lead": lead, "lead_error": error, "lead_bound": bound,
+            "lead_users": paired, "lead_confidence": config.rerank.surplus_confidence, "budget_reference": reference}
 
 
 def final_choice(config: Config, selection: dict | None) -> tuple[str, float]:

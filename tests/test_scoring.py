@@ -54,34 +54,57 @@ def test_selection_picks_a_single_source_when_the_ranker_is_worse(phase):
     assert tied["scorer"] == "ease"  # ties go to the simpler option: the ranker must earn its place
 
 
-def test_the_tail_is_paid_from_the_lower_bound_of_the_paired_lead(phase):
-    """A ranker that leads the best source on 30 users: at confidence 0.5 the budget is measured from its best minus
-    half the measured lead (the pooled difference); at 0.9 from half of the lead's one-sided lower bound, which the
-    paired per-user differences put below the lead."""
+def two_fold_options(phase) -> dict:
+    """A ranker that leads the best source ("ease") on two folds of different sizes (30 and 12 users)."""
     truth = np.zeros((phase.history.n_users, N_ITEMS))
     truth[phase.users] = phase.truth.toarray()
     rng = np.random.default_rng(2)
-    options = {"ease": [(phase, ranked_from(phase, 0.3 * truth + rng.random(truth.shape)))],
-               "ranker": [(phase, ranked_from(phase, truth + 0.5 * rng.random(truth.shape)))]}
-    empty = [(phase, pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []}))]
-    overrides = ["eval.ks=[10]", "tune.tail_recall_floor_ratio=0"]
-    selections = {level: scoring.select_final(options, empty, load_config(
-        overrides=[*overrides, f"rerank.surplus_confidence={level}"])) for level in (0.5, 0.9)}
-    for selection in selections.values():
-        assert (selection["scorer"], selection["best_single_source_name"], selection["lead_users"]) == \
-            ("ranker", "ease", len(phase.users))
-        curve = selection["options"]["ranker"]["curve"]
-        best = max(values["ndcg@10"] for values in curve.values())
-        assert selection["lead"] == pytest.approx(best - selection["best_single_source"], abs=1e-12)
-        assert selection["lead"] > 0 and selection["lead_error"] > 0
-        assert selection["budget_reference"] == pytest.approx(best - 0.5 * selection["lead_bound"], abs=1e-12)
-    assert selections[0.5]["lead_bound"] == pytest.approx(selections[0.5]["lead"], abs=1e-12)
+    folds = [phase, scoring.restrict_phase(phase, phase.users[:12])]
+    return {"ease": [(fold, ranked_from(fold, 0.3 * truth + rng.random(truth.shape))) for fold in folds],
+            "ranker": [(fold, ranked_from(fold, truth + 0.5 * rng.random(truth.shape))) for fold in folds]}
+
+
+def select_on(options: dict, *overrides: str) -> dict:
+    empty = pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []})
+    config = load_config(overrides=["eval.ks=[5,10]", "tune.tail_recall_floor_ratio=0", *overrides])
+    return scoring.select_final(options, [(phase, empty) for phase, _ in options["ease"]], config)
+
+
+@pytest.mark.parametrize("objective", ["ndcg@10", "ndcg@5", "recall@10"])
+def test_the_tail_is_paid_from_the_lower_bound_of_the_paired_lead(phase, objective):
+    """The lead is the pooled curves' difference (the chosen scorer at its best weight over the best source at 0);
+    its standard error comes from the per-user differences, each user's metric computed alone here; at confidence
+    0.5 the budget is measured from half the lead (the rule before the bound), at 0.9 from half the bound."""
+    options = two_fold_options(phase)
+    selections = {level: select_on(options, f"tune.objective={objective}", f"rerank.surplus_confidence={level}")
+                  for level in (0.5, 0.9)}
     low = selections[0.9]
-    assert low["lead_bound"] == pytest.approx(max(low["lead"] - 1.2816 * low["lead_error"], 0), abs=1e-4)
-    assert low["budget_reference"] > selections[0.5]["budget_reference"]
-    tied = scoring.select_final({"ease": options["ease"], "ranker": options["ease"]}, empty,
-                                load_config(overrides=overrides))
-    assert (tied["lead"], tied["lead_error"], tied["lead_bound"]) == (0.0, 0.0, 0.0)
+    curve = low["options"]["ranker"]["curve"]
+    best = max(curve, key=lambda w: curve[w][objective])
+    assert (low["scorer"], low["best_single_source_name"], low["lead_users"]) == ("ranker", "ease", 42)
+    assert low["lead"] == curve[best][objective] - low["options"]["ease"]["curve"]["0.0"][objective] > 0
+    config = load_config(overrides=["eval.ks=[5,10]", f"tune.objective={objective}"])
+    name, k = objective.split("@")
+    diffs = []
+    for (fold, ranked), (_, single) in zip(options["ranker"], options["ease"], strict=True):
+        lists = [scoring.rerank_lists(r, int(k), w, config, fold.is_tail, fold.context.vectors)
+                 for r, w in ((ranked, float(best)), (single, 0.0))]
+        diffs += [np.subtract(*(scoring.system_metrics(scoring.restrict_phase(fold, [user]), frame, [int(k)])[objective]
+                                for frame in lists)) for user in fold.users]
+    assert low["lead_error"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(len(diffs)), rel=1e-9)
+    assert low["lead_bound"] == pytest.approx(max(low["lead"] - 1.281552 * low["lead_error"], 0), abs=1e-6)
+    assert selections[0.5]["lead_bound"] == selections[0.5]["lead"] > low["lead_bound"]
+    for selection in selections.values():
+        assert selection["budget_reference"] == pytest.approx(curve[best][objective] - 0.5 * selection["lead_bound"])
+
+
+def test_an_objective_without_per_user_values_spends_from_the_pooled_lead(phase):
+    selection = select_on(two_fold_options(phase), "tune.objective=coverage@10")
+    curve = selection["options"][selection["scorer"]]["curve"]
+    best = max(curve[w]["coverage@10"] for w in curve)
+    single = selection["options"][selection["best_single_source_name"]]["curve"]["0.0"]["coverage@10"]
+    assert (selection["lead"], selection["lead_error"], selection["lead_users"]) == (best - single, 0.0, 0)
+    assert selection["lead_bound"] == max(best - single, 0.0)
 
 
 def test_tail_weight_is_never_zero_when_a_positive_weight_does_better():
