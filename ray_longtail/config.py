@@ -247,8 +247,8 @@ class RerankConfig:
     tail_tolerance: float = number(0.1, ge=0, le=1)  # TailRecall@10 within this of the most: a tie
     # the share of the chosen scorer's valid accuracy gain over the best single source spent on the tail
     surplus_share: float = number(0.5, ge=0, le=1)
-    # one-sided confidence that the spent lead is real (its paired lower bound; 0.5 spends from the measured lead)
-    surplus_confidence: float = number(0.9, ge=0.5, lt=1)
+    # spend from the lead's one-sided lower bound at this level (0.5: the measured lead; README "tail_weight")
+    surplus_confidence: float = number(0.5, ge=0.5, lt=1)
     method: str = choice("xquad_tail", RERANK_METHODS)
     depth: int = number(200, gt=0)
     exposure_strength: float = number(1.0, ge=0)  # cost of exposure at tail_weight 1 (0 = off); rerank.py

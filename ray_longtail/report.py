@@ -151,9 +151,11 @@ def lead_text(selection: dict) -> str:
         return ""
     error = (f"standard error {selection['lead_error']:.4f} over {selection['lead_users']} paired users"
              if selection["lead_users"] else "no per-user standard error for this objective")
+    spent = ("the measured lead" if selection["lead_confidence"] == 0.5 else
+             f"its one-sided {selection['lead_confidence']:.0%} lower bound {selection['lead_bound']:.4f}")
     return (f" Its lead over the best single source ({selection['best_single_source_name']} at tail_weight 0) "
-            f"{selection['lead']:+.4f}, {error}, one-sided {selection['lead_confidence']:.0%} lower bound "
-            f"{selection['lead_bound']:.4f}: the accuracy budget is measured from {selection['budget_reference']:.4f}.")
+            f"{selection['lead']:+.4f}, {error}; the tail is paid from {spent}: the accuracy budget is measured from "
+            f"{selection['budget_reference']:.4f}.")
 
 
 def enrichment_section(enrichment: dict | None) -> list[Section]:

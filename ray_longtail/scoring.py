@@ -467,9 +467,10 @@ def select_final(options: dict[str, list[tuple[Phase, RankedCandidates]]],
     best by accuracy when none does (a tail source that meets the floor at a third of the accuracy never wins);
     ties go to the simpler option, so the ranker must earn its place. The winner's tail_weight is then chosen
     again with the accuracy budget measured from below its own best: from its best minus `rerank.surplus_share`
-    of what it surely gains over the best single source at tail_weight 0 (`lead_bound`: the lower confidence
-    bound of the lead, its standard error from the paired per-user differences, so a lead measured on few users
-    buys less tail; 0 keeps the winner's own budget, 1 spends all of the bound)."""
+    of what it gains over the best single source at tail_weight 0 (0 keeps the winner's own budget, 1 spends all
+    of it). `rerank.surplus_confidence` above 0.5 spends from the lead's lower confidence bound instead
+    (`lead_bound`, its standard error from the paired per-user differences): a lead measured on few users then
+    buys less tail; the default 0.5 spends from the measured lead (README "tail_weight" says why)."""
     floor, itemknn = tail_floor(floor_parts, config)
     metric = config.tune.objective
     results = {name: select_tail_weight(parts, config, floor) for name, parts in options.items()}

@@ -47,7 +47,8 @@ def test_report_html_is_one_self_contained_file_with_the_run_numbers(cli_run):
     assert page.count('src="data:image/png;base64,') >= 5 and 'src="http' not in page and "<script" not in page
     assert f"{metrics['systems']['system']['ndcg@10']:.4f}" in page
     assert f"{metrics['systems']['EASE']['tail_recall@10']:.4f}" in page
-    assert f"lower bound {metrics['selection']['lead_bound']:.4f}" in page  # what the tail could spend
+    selection = metrics["selection"]  # what the tail may spend: the chosen scorer's lead over the best source
+    assert f"({selection['best_single_source_name']} at tail_weight 0) {selection['lead']:+.4f}" in page
 
 
 def test_long_stages_log_progress_lines_not_bars(cli_run):
