@@ -237,7 +237,8 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     assert selection["selection_users"] == sum(len(restrict_phase(ctx.phase(name), users).users)
                                                for name, users in zip(ctx.fold_names(), labelled, strict=True))
     assert selection["lead_users"] == selection["selection_users"]  # the lead is paired over the same users
-    assert 0 <= selection["lead_bound"] <= max(selection["lead"], 0)
+    assert selection["lead_error"] > 0 and selection["lead_confidence"] == 0.5  # the default: the measured lead
+    assert selection["lead_bound"] == max(selection["lead"], 0)
     best = max(values[config.tune.objective] for values in selection["options"][selection["scorer"]]["curve"].values())
     assert selection["budget_reference"] == pytest.approx(best - config.rerank.surplus_share * selection["lead_bound"])
     assert trial["tail_weight"] == weight  # the weight the rank stage gives this ranker, chosen the same way

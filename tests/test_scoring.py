@@ -71,7 +71,7 @@ def select_on(options: dict, *overrides: str) -> dict:
 
 
 @pytest.mark.parametrize("objective", ["ndcg@10", "ndcg@5", "recall@10"])
-def test_the_tail_is_paid_from_the_lower_bound_of_the_paired_lead(phase, objective):
+def test_the_lead_its_paired_standard_error_and_its_lower_bound(phase, objective):
     """The lead is the pooled curves' difference (the chosen scorer at its best weight over the best source at 0);
     its standard error comes from the per-user differences, each user's metric computed alone here; at confidence
     0.5 the budget is measured from half the lead (the rule before the bound), at 0.9 from half the bound."""
