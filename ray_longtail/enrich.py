@@ -128,7 +128,8 @@ def enrich_file(items_uri: str, out: str, config: Config) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from ray_longtail.artifacts import resolve_filesystem
-    from ray_longtail.data.ingest import clean_items, read_table
+    from ray_longtail.data.ingest import clean_items
+    from ray_longtail.data.read import read_table
 
     catalog, _ = clean_items(read_table(items_uri), items_uri, config.data)
     frame, report = enrich_categories(catalog, None, config)

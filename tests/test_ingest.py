@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_longtail.config import DataConfig, PrivacyConfig
-from ray_longtail.data import ingest as ingest_module
+from ray_longtail.data import read as read_module
 from ray_longtail.data import schema as S
 from ray_longtail.data.ingest import bundled_paths, ingest, normalise_text
 from ray_longtail.errors import DataError
@@ -330,7 +330,7 @@ def test_columns_that_cannot_be_stored_are_dropped_and_counted(slice_, tmp_path,
     interval = pa.array(cycle([pa.MonthDayNano([1, 2, 3]), None], n), pa.month_day_nano_interval())
     table = with_columns(items, mixed=union, empty=pa.array(cycle([{}], n), pa.struct([])), interval=interval,
                          also_buy=pa.array(cycle([["B1"]], n), pa.list_(pa.string())))
-    monkeypatch.setattr(ingest_module, "_read_arrow", lambda uri: table if "items" in uri else
+    monkeypatch.setattr(read_module, "_read_arrow", lambda uri: table if "items" in uri else
                         pa.Table.from_pandas(events, preserve_index=False))
     catalog, _, report = ingest("items.parquet", "events.parquet", DataConfig(exclude_non_product=False))
     dropped = report["items"]["dropped_columns"]
@@ -367,7 +367,7 @@ def test_union_title_raises_data_error(slice_, monkeypatch):
     n = len(items)
     union = pa.UnionArray.from_sparse(pa.array([0] * n, pa.int8()), [pa.array(items[S.TITLE]), pa.array(range(n))])
     table = with_columns(items, title=union)
-    monkeypatch.setattr(ingest_module, "_read_arrow", lambda uri: table)
+    monkeypatch.setattr(read_module, "_read_arrow", lambda uri: table)
     with pytest.raises(DataError, match="'title'"):
         ingest("items.parquet", "events.parquet", DataConfig())
 
