@@ -521,7 +521,7 @@ def start_serve(serve_config: str | None = None, serve_defaults: bool = False) -
     from ray import serve
 
     from ray_longtail.runtime import RAY_ENV
-    from ray_longtail.serve.app import serve_settings
+    from ray_longtail.serve.launch import serve_settings
 
     env, deployments, _ = serve_settings(serve_config) if not serve_defaults else ({}, {}, {})
     for key, value in env.items():

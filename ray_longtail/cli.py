@@ -155,7 +155,7 @@ def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
 
     if args.command == "serve":
-        from ray_longtail.serve.app import serve_forever
+        from ray_longtail.serve.launch import serve_forever
 
         serve_forever(args.run, host=args.host, port=args.port, overrides=args.set,
                       serve_config=args.serve_config, allow_open_writes=args.allow_open_writes)

@@ -1,7 +1,7 @@
 """Cross-fitting: the final-stage choice rests on every labelled user, not only the ranker's held-out share.
 
 The rank stage fits the ranker on each labelled fold's train users and early-stops it on the held-out ones
-(`rank.holdout_share`), so the final stage (`scoring.select_final`) can compare the ranker with the sources only
+(`rank.holdout_share`), so the final stage (`choose.select_final`) can compare the ranker with the sources only
 on users the ranker never saw. On the held-out users alone, a small shop's choice rests on ~100 users and is
 noise (README, design notes: a movie-like shop with 111 held-out users chose a source whose test NDCG@10 was
 0.65x the ranker's). Here each fold's train users are split at random into `rank.crossfit_groups` groups (about

@@ -348,8 +348,8 @@ def run_tune(config: Config, num_samples: int | None = None) -> str:
 def trial_data(ctx: RunContext):
     """What every `tune` trial reads, from a run whose features exist: the labelled folds with the rank stage's
     train / holdout split and cross-fitting groups, and the tail floor on their selection users."""
+    from ray_longtail.choose import restrict_phase, tail_floor
     from ray_longtail.crossfit import selection_users
-    from ray_longtail.scoring import restrict_phase, tail_floor
     from ray_longtail.stages import holdout_users, selection_folds
     from ray_longtail.tune import TrialData, TrialFold
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ray_longtail import crossfit, scoring
+from ray_longtail import choose, crossfit, scoring
 from ray_longtail.artifacts import (
     EXPOSURE_PATHS,
     FEATURE_NAMES,
@@ -215,14 +215,14 @@ def stage_features(ctx: RunContext) -> dict[str, Any]:
 def stage_rank(ctx: RunContext) -> dict[str, Any]:
     """Train the ranker on the labelled folds with Ray Train, then choose the final scorer and its tail_weight on
     the held-out users of every fold and the cross-fitted groups that join them (`crossfit.py`,
-    `scoring.select_final`)."""
+    `choose.select_final`)."""
     config = ctx.config
     splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}
     ranker, summary = fit_ranker(ctx, splits)
     folds = selection_folds(ctx, splits)
     rows = {name: crossfit.selection_rows(features, holdout, groups)
             for name, (features, _, holdout, groups) in folds.items()}
-    phases = {name: scoring.restrict_phase(ctx.phase(name), crossfit.selection_users(holdout, groups))
+    phases = {name: choose.restrict_phase(ctx.phase(name), crossfit.selection_users(holdout, groups))
               for name, (_, _, holdout, groups) in folds.items()}
     options = {option: [(phases[name], ranked_candidates(ctx, name, rows[name], scorer)) for name in folds]
                for option, scorer in scoring.selection_options(config, None).items()}
@@ -232,7 +232,7 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
                                           score=functools.partial(booster_scores, ctx))
         options["ranker"] = [(phases[name], ranked_rows(ctx, name, rows[name], fold_scores))
                              for name, fold_scores in zip(folds, scores, strict=True)]
-    selection = scoring.select_final(options, [(phases[name], ctx.candidates(name)) for name in folds], config)
+    selection = choose.select_final(options, [(phases[name], ctx.candidates(name)) for name in folds], config)
     selection["crossfit_groups"] = max(len(fold[3]) for fold in folds.values())
     ctx.store.write_json(SELECTION, selection)
     ctx.forget_phases()  # the folds' phases are not needed after the choice
@@ -245,7 +245,7 @@ def stage_rank(ctx: RunContext) -> dict[str, Any]:
 def holdout_users(ctx: RunContext, name: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
     """(train users, holdout users) of a labelled fold: a seeded `rank.holdout_share` of its users."""
     users = np.unique(ctx.features(name)["user"].to_numpy())
-    return scoring.holdout_split(users, ctx.config.rank.holdout_share, ctx.config.seed + fold)
+    return choose.holdout_split(users, ctx.config.rank.holdout_share, ctx.config.seed + fold)
 
 
 def selection_folds(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple]:
@@ -380,7 +380,7 @@ def exposure_paths(population: scoring.RankedCandidates, is_tail: np.ndarray, co
 
 def final_choice(ctx: RunContext) -> tuple[str, float]:
     selection = ctx.store.read_json(SELECTION) if ctx.store.exists(SELECTION) else None
-    return scoring.final_choice(ctx.config, selection)
+    return choose.final_choice(ctx.config, selection)
 
 
 def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
@@ -407,7 +407,7 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
     systems["system"] = curve[str(tail_weight)]
     metrics = {"info": evaluation_info(ctx, phase, scorer_name, tail_weight), "systems": systems,
                "candidate_recall": candidate_recall_table(phase, candidates, config.retrieve.sources),
-               "tradeoff": {w: {key: m[key] for key in scoring.CURVE_METRICS} for w, m in curve.items()}}
+               "tradeoff": {w: {key: m[key] for key in choose.CURVE_METRICS} for w, m in curve.items()}}
     if ctx.store.exists(SELECTION):
         metrics["selection"] = selection_summary(ctx.store.read_json(SELECTION))
     ctx.store.write_table("recommendations.parquet", recommendations_frame(phase, lists[tail_weight]))

@@ -6,7 +6,7 @@ Each trial re-clusters the item embeddings (TailExplore candidates and the clust
 on it), truncates every source to its top `n_per_source`, trains XGBoost on the training users (and, as the
 rank stage does, one ranker per cross-fitting group, `crossfit.py`), re-ranks the selection users' lists and
 reports the constrained objective (max NDCG@10 s.t. TailRecall@10 >= floor) at the
-tail_weight the rank stage would give this ranker (`scoring.select_tail_weight`: the most tail recall within
+tail_weight the rank stage would give this ranker (`choose.select_tail_weight`: the most tail recall within
 the accuracy budget). tail_weight is not searched: a free tail_weight maximised over a few hundred held-out
 users overfits them (README, synthetic retail profile: a 12-trial search that met the floor on valid missed it
 on test, below the default run). Everything goes through the scoring chain's own functions (`scoring.py`), so a
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ray_longtail import crossfit, scoring
+from ray_longtail import choose, crossfit, scoring
 from ray_longtail.config import Config, replace
 from ray_longtail.features import attach_labels
 from ray_longtail.phase import Phase
@@ -129,8 +129,8 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     for frame, fold_scores, fold, fold_users in zip(rows, scores, data.folds, users, strict=True):
         scored = scoring.scored_candidates(frame, fold_scores, config.retrieve.sources)
         ranked = scoring.rank_candidates(scored, fold.phase.history, fold.phase.is_tail, config.rerank.depth)
-        parts.append((scoring.restrict_phase(fold.phase, fold_users), ranked))
-    chosen = scoring.select_tail_weight(parts, config, data.floor)
+        parts.append((choose.restrict_phase(fold.phase, fold_users), ranked))
+    chosen = choose.select_tail_weight(parts, config, data.floor)
     return {"objective": chosen["objective"], "tail_weight": chosen["tail_weight"], "ndcg@10": chosen["ndcg@10"],
             "tail_recall@10": chosen["tail_recall@10"], "coverage@10": chosen["coverage@10"], "rounds": int(rounds)}
 

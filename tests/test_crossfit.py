@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ray_longtail import crossfit, scoring
+from ray_longtail import choose, crossfit, scoring
 from ray_longtail.config import RankConfig
 from ray_longtail.rank import fit_fixed_rounds, predict
 
@@ -22,7 +22,7 @@ def noise_fold():
     frame = pd.DataFrame(rng.normal(size=(len(users), len(FEATURES))), columns=FEATURES)
     frame = frame.assign(user=users, item=np.tile(np.arange(PER_USER), N_USERS),
                          label=(rng.random(len(users)) < 0.2).astype(np.float64), is_tail=0.0)
-    train, holdout = scoring.holdout_split(np.arange(N_USERS), 0.2, seed=3)
+    train, holdout = choose.holdout_split(np.arange(N_USERS), 0.2, seed=3)
     return frame, train, holdout, tuple(crossfit.train_user_groups(train, 4, seed=3))
 
 
@@ -30,7 +30,7 @@ def test_groups_partition_the_train_users_and_leave_the_holdout_split_as_it_was(
     _, train, holdout, groups = noise_fold
     assert sorted(np.concatenate(groups)) == sorted(train) and sum(len(g) for g in groups) == len(train)
     assert all(0.15 * len(train) < len(g) < 0.35 * len(train) for g in groups)
-    again_train, again_holdout = scoring.holdout_split(np.arange(N_USERS), 0.2, seed=3)
+    again_train, again_holdout = choose.holdout_split(np.arange(N_USERS), 0.2, seed=3)
     assert np.array_equal(again_holdout, holdout) and np.array_equal(again_train, train)
     assert sorted(crossfit.selection_users(holdout, groups)) == list(range(N_USERS))
 

@@ -10,6 +10,7 @@ import xgboost
 from conftest import cli
 
 from ray_longtail.artifacts import FEATURE_NAMES, RunStore
+from ray_longtail.choose import holdout_split, restrict_phase
 from ray_longtail.config import RankConfig, load_config
 from ray_longtail.data import schema as S
 from ray_longtail.evaluate import system_metrics
@@ -18,7 +19,7 @@ from ray_longtail.phase import build_phase, read_item_clusters
 from ray_longtail.pipeline import RunContext
 from ray_longtail.rank import predict, shard_queries, train_ranker
 from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
-from ray_longtail.scoring import holdout_split, restrict_phase, training_queries
+from ray_longtail.scoring import training_queries
 
 
 @pytest.fixture(scope="module")

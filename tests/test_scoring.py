@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_longtail import scoring
+from ray_longtail import choose, scoring
 from ray_longtail.config import load_config
 from ray_longtail.data import schema as S
+from ray_longtail.evaluate import system_metrics
 from ray_longtail.phase import build_phase
 
 N_ITEMS, N_USERS = 40, 30
@@ -47,10 +48,10 @@ def test_selection_picks_a_single_source_when_the_ranker_is_worse(phase):
     options = {"ease": [(phase, ranked_from(phase, truth + 0.01 * rng.random(truth.shape)))],
                "ranker": [(phase, ranked_from(phase, rng.random(truth.shape)))]}
     empty = [(phase, pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []}))]
-    selection = scoring.select_final(options, empty, config)
+    selection = choose.select_final(options, empty, config)
     assert selection["scorer"] == "ease"
     assert selection["options"]["ease"]["ndcg@10"] > selection["options"]["ranker"]["ndcg@10"]
-    tied = scoring.select_final({"ease": options["ease"], "ranker": options["ease"]}, empty, config)
+    tied = choose.select_final({"ease": options["ease"], "ranker": options["ease"]}, empty, config)
     assert tied["scorer"] == "ease"  # ties go to the simpler option: the ranker must earn its place
 
 
@@ -59,7 +60,7 @@ def two_fold_options(phase) -> dict:
     truth = np.zeros((phase.history.n_users, N_ITEMS))
     truth[phase.users] = phase.truth.toarray()
     rng = np.random.default_rng(2)
-    folds = [phase, scoring.restrict_phase(phase, phase.users[:12])]
+    folds = [phase, choose.restrict_phase(phase, phase.users[:12])]
     return {"ease": [(fold, ranked_from(fold, 0.3 * truth + rng.random(truth.shape))) for fold in folds],
             "ranker": [(fold, ranked_from(fold, truth + 0.5 * rng.random(truth.shape))) for fold in folds]}
 
@@ -67,7 +68,7 @@ def two_fold_options(phase) -> dict:
 def select_on(options: dict, *overrides: str) -> dict:
     empty = pd.DataFrame({"user": [], "item": [], "source": [], "score": [], "rank": []})
     config = load_config(overrides=["eval.ks=[5,10]", "tune.tail_recall_floor_ratio=0", *overrides])
-    return scoring.select_final(options, [(phase, empty) for phase, _ in options["ease"]], config)
+    return choose.select_final(options, [(phase, empty) for phase, _ in options["ease"]], config)
 
 
 @pytest.mark.parametrize("objective", ["ndcg@10", "ndcg@5", "recall@10"])
@@ -89,7 +90,7 @@ def test_the_lead_its_paired_standard_error_and_its_lower_bound(phase, objective
     for (fold, ranked), (_, single) in zip(options["ranker"], options["ease"], strict=True):
         lists = [scoring.rerank_lists(r, int(k), w, config, fold.is_tail, fold.context.vectors)
                  for r, w in ((ranked, float(best)), (single, 0.0))]
-        diffs += [np.subtract(*(scoring.system_metrics(scoring.restrict_phase(fold, [user]), frame, [int(k)])[objective]
+        diffs += [np.subtract(*(system_metrics(choose.restrict_phase(fold, [user]), frame, [int(k)])[objective]
                                 for frame in lists)) for user in fold.users]
     assert low["lead_error"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(len(diffs)), rel=1e-9)
     assert low["lead_bound"] == pytest.approx(max(low["lead"] - 1.281552 * low["lead_error"], 0), abs=1e-6)
@@ -110,9 +111,9 @@ def test_an_objective_without_per_user_values_spends_from_the_pooled_lead(phase)
 def test_tail_weight_is_never_zero_when_a_positive_weight_does_better():
     curve = {"0.0": {"ndcg@10": 0.100, "tail_recall@10": 0.01}, "0.5": {"ndcg@10": 0.099, "tail_recall@10": 0.03},
              "1.0": {"ndcg@10": 0.080, "tail_recall@10": 0.05}}
-    weight, meets, _ = scoring.choose_tail_weight(curve, [0.0, 0.5, 1.0], floor=0.02, tolerance=0.03)
+    weight, meets, _ = choose.choose_tail_weight(curve, [0.0, 0.5, 1.0], floor=0.02, tolerance=0.03)
     assert (weight, meets) == (0.5, True)
-    weight, meets, reason = scoring.choose_tail_weight(curve, [0.0, 0.5, 1.0], floor=0.2, tolerance=0.03)
+    weight, meets, reason = choose.choose_tail_weight(curve, [0.0, 0.5, 1.0], floor=0.2, tolerance=0.03)
     assert weight == 0.5 and not meets and "out of reach" in reason  # the best trade-off, said so
 
 
@@ -123,11 +124,11 @@ def test_near_ties_in_tail_recall_go_to_the_more_accurate_weight_but_never_below
              "0.6": {"ndcg@10": 0.1080, "tail_recall@10": 0.0412}, "0.7": {"ndcg@10": 0.0923, "tail_recall@10": 0.0428}}
     weights = [0.4, 0.5, 0.6, 0.7]
     args = dict(floor=0.0033, tolerance=0.03, reference=0.1107)
-    assert scoring.choose_tail_weight(curve, weights, **args)[0] == 0.6
-    weight, meets, reason = scoring.choose_tail_weight(curve, weights, **args, tail_tolerance=0.1)
+    assert choose.choose_tail_weight(curve, weights, **args)[0] == 0.6
+    weight, meets, reason = choose.choose_tail_weight(curve, weights, **args, tail_tolerance=0.1)
     assert (weight, meets) == (0.5, True) and "tie" in reason
     # 0.5 is within 10 % of 0.6's tail recall but under a floor 0.6 meets: the floor wins
-    floored = scoring.choose_tail_weight(curve, weights, 0.04, 0.03, reference=0.1107, tail_tolerance=0.1)
+    floored = choose.choose_tail_weight(curve, weights, 0.04, 0.03, reference=0.1107, tail_tolerance=0.1)
     assert floored[:2] == (0.6, True)
 
 
@@ -189,11 +190,11 @@ def test_pooled_metrics_weight_each_fold_by_its_users(phase):
     rng = np.random.default_rng(4)
     lists = scoring.phase_lists(phase, ranked_from(phase, rng.random((phase.history.n_users, N_ITEMS))), 0.0,
                                 load_config(overrides=["eval.ks=[10]"]))
-    half = scoring.restrict_phase(phase, phase.users[:10])
-    single, pooled = scoring.pooled_metrics([(phase, lists)], [10]), scoring.pooled_metrics([(phase, lists)] * 2, [10])
+    half = choose.restrict_phase(phase, phase.users[:10])
+    single, pooled = choose.pooled_metrics([(phase, lists)], [10]), choose.pooled_metrics([(phase, lists)] * 2, [10])
     assert pooled["ndcg@10"] == pytest.approx(single["ndcg@10"]) and pooled["users"] == 2 * single["users"]
-    mixed = scoring.pooled_metrics([(phase, lists), (half, lists)], [10])
-    part = scoring.pooled_metrics([(half, lists)], [10])
+    mixed = choose.pooled_metrics([(phase, lists), (half, lists)], [10])
+    part = choose.pooled_metrics([(half, lists)], [10])
     total = single["users"] + part["users"]
     assert mixed["ndcg@10"] == pytest.approx((single["ndcg@10"] * single["users"] + part["ndcg@10"] * part["users"])
                                              / total)
@@ -294,7 +295,7 @@ def test_calibrated_popularity_matches_the_lists_tail_share_to_the_appetite(phas
 def test_exact_tail_recall_ties_go_to_the_more_accurate_weight():
     curve = {"0.3": {"ndcg@10": 0.10, "tail_recall@10": 0.02}, "0.5": {"ndcg@10": 0.11, "tail_recall@10": 0.02},
              "0.7": {"ndcg@10": 0.09, "tail_recall@10": 0.01}}
-    weight, _, reason = scoring.choose_tail_weight(curve, [0.3, 0.5, 0.7], floor=0.0, tolerance=0.5)
+    weight, _, reason = choose.choose_tail_weight(curve, [0.3, 0.5, 0.7], floor=0.0, tolerance=0.5)
     assert weight == 0.5 and "tie" not in reason
 
 

@@ -185,7 +185,7 @@ def test_serve_settings_come_from_serve_config_yaml(tmp_path):
     """`ray-longtail serve` and the bench use the file's env vars and deployment options: the Serve fast paths
     (HAProxy ingress, throughput-optimised mode, replays of idempotent requests, Serve's HTTP metrics counted by the
     replicas) live there, not in a shell."""
-    from ray_longtail.serve.app import serve_config_path, serve_settings
+    from ray_longtail.serve.launch import serve_config_path, serve_settings
 
     assert (REPO / "serve_config.yaml").resolve() == serve_config_path()
     env, deployments, args = serve_settings()
@@ -413,7 +413,7 @@ def test_only_loopback_addresses_count_as_local():
 
 def test_serve_refuses_a_public_address_while_writes_are_open(pipeline_run, monkeypatch):
     """Before Ray starts: no token configured (or the variable named but empty) and a non-loopback host."""
-    from ray_longtail.serve.app import serve_forever
+    from ray_longtail.serve.launch import serve_forever
 
     _, _, run_dir = pipeline_run
     with pytest.raises(UserError, match="--allow-open-writes"):
