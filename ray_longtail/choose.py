@@ -1,8 +1,9 @@
-"""The final choice on the valid window, once, for `run` and `tune`: the scorer (each single source, the blend, the
-ranker) and its tail_weight, from the trade-off curves of the scoring chain's lists (`scoring.py`) on the selection
-users of every labelled fold, pooled; the tail floor (a multiple of ItemKNN's tail recall); the chosen scorer's
-lead over the best single source with its standard error; and the final (scorer, tail_weight) of a run's lists and
-its evaluation (the Serve app reads it from the run's `metrics.json` → `info`).
+"""The final choice on the valid window, once, for `run` and `tune`: the users it rests on (the seeded held-out split,
+the phases restricted to the selection users), the scorer (each single source, the blend, the ranker) and its
+tail_weight, from the trade-off curves of the scoring chain's lists (`scoring.py`) on the selection users of every
+labelled fold, pooled; the tail floor (a multiple of ItemKNN's tail recall); the chosen scorer's lead over the best
+single source with its standard error; and the final (scorer, tail_weight) of a run's lists and its evaluation (the
+Serve app reads it from the run's `metrics.json` → `info`).
 
 Pure functions over `Phase`s, `RankedCandidates` and the config: no `RunContext`, no file I/O, no Ray.
 """

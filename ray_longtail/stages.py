@@ -1,6 +1,6 @@
-"""Every stage's thin adapter: read earlier artifacts through the `RunContext`, call the library (the scoring chain
-in `scoring.py` for everything after retrieval), run the heavy steps on Ray, write the stage's artifacts, and
-return a small summary for the manifest."""
+"""Every stage's thin adapter: read earlier artifacts through the `RunContext`, call the library (the scoring chain in
+`scoring.py` and the choice on valid in `choose.py` for everything after retrieval), run the heavy steps on Ray,
+write the stage's artifacts, and return a small summary for the manifest."""
 
 from __future__ import annotations
 

@@ -9,10 +9,11 @@ reports the constrained objective (max NDCG@10 s.t. TailRecall@10 >= floor) at t
 tail_weight the rank stage would give this ranker (`choose.select_tail_weight`: the most tail recall within
 the accuracy budget). tail_weight is not searched: a free tail_weight maximised over a few hundred held-out
 users overfits them (README, synthetic retail profile: a 12-trial search that met the floor on valid missed it
-on test, below the default run). Everything goes through the scoring chain's own functions (`scoring.py`), so a
-trial scores exactly the system `run` builds for the same config. The best trial becomes a complete YAML config with
-`rerank.select_on_valid` kept: `ray-longtail run --config <tune/best.yaml>` chooses the final scorer and
-tail_weight on valid as every run does. `pipeline.run_tune` prepares the trial data and writes the results.
+on test, below the default run). Everything goes through the scoring chain's and the choice's own functions
+(`scoring.py`, `choose.py`), so a trial scores exactly the system `run` builds for the same config. The best
+trial becomes a complete YAML config with `rerank.select_on_valid` kept: `ray-longtail run --config
+<tune/best.yaml>` chooses the final scorer and tail_weight on valid as every run does. `pipeline.run_tune`
+prepares the trial data and writes the results.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 bytes decoded, HTML stripped), ids, numbers, prices and unix seconds, and row duplicates over unhashable cells.
 
 Arrow lists reach pandas as ndarrays, structs as dicts, maps as lists of (key, value) tuples, decimals as Decimal
-and binary as bytes; every function here takes such cells and either converts them or raises `DataError` naming
-the source, the column and an example value.
+and binary as bytes; the converters here take such cells and either convert them or raise `DataError` naming the
+source, the column and an example value.
 """
 
 from __future__ import annotations

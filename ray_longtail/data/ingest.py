@@ -2,7 +2,7 @@
 against the data contract, clean them, and count every dropped row by reason.
 
 Validation problems raise `DataError` naming the file, the column and an example value. Cleaning never drops a
-row silently: `IngestReport.drops` holds the count per reason, and rows_in == rows_out + sum(drops).
+row silently: `TableReport.drops` holds the count per reason, and rows_in == rows_out + sum(drops).
 
 Real catalogs carry columns of any Arrow type (Amazon dumps: list<string> `also_buy`, a list-valued `category`
 hierarchy, `description` paragraphs). Contract text columns are flattened to text (`cells`); extra columns are kept

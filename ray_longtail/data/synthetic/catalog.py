@@ -33,7 +33,7 @@ _TITLE_P = np.array([0.25, 0.2, 0.15, 0.2, 0.2, 0.4, 0.35, 0.25])
 
 
 @dataclass(frozen=True)
-class _Tables:
+class RetailTables:
     """Vocabularies as pyarrow string arrays and per-leaf choice tables (padded index arrays + counts)."""
 
     paths: pa.Array
@@ -63,7 +63,7 @@ class _Tables:
     leaf_features: tuple[np.ndarray, np.ndarray]
 
 
-def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def padded_table(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     counts = np.array([len(r) for r in rows], dtype=np.int64)
     table = np.zeros((len(rows), counts.max()), dtype=np.int32)
     for i, r in enumerate(rows):
@@ -72,7 +72,7 @@ def _padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
-def _tables() -> _Tables:
+def retail_tables() -> RetailTables:
     def vocab(words: list[str]) -> dict[str, int]:
         return {w: i for i, w in enumerate(dict.fromkeys(words))}
 
@@ -96,7 +96,7 @@ def _tables() -> _Tables:
         return pa.array(list(words), type=pa.string())
 
     variants_title = [v.title() if v in COLOURS else v for v in variants]
-    return _Tables(
+    return RetailTables(
         paths=strings(leaf.path for leaf in LEAVES),
         contexts=strings(leaf.context for leaf in LEAVES),
         departments=np.array([departments[leaf.path.split(" > ")[0]] for leaf in LEAVES]),
@@ -116,22 +116,22 @@ def _tables() -> _Tables:
         uses=strings(uses),
         features=strings(features),
         filler=strings(FILLER),
-        leaf_nouns=_padded(flat_ids("nouns")),
-        leaf_materials=_padded([[materials[m] for m in leaf.materials] for leaf in LEAVES]),
-        leaf_styles=_padded([[styles[s] for s in leaf.styles] for leaf in LEAVES]),
-        leaf_variants=_padded([[variants[v] for v in leaf.variants] for leaf in LEAVES]),
-        leaf_uses=_padded(flat_ids("uses")),
-        leaf_features=_padded(flat_ids("features")),
+        leaf_nouns=padded_table(flat_ids("nouns")),
+        leaf_materials=padded_table([[materials[m] for m in leaf.materials] for leaf in LEAVES]),
+        leaf_styles=padded_table([[styles[s] for s in leaf.styles] for leaf in LEAVES]),
+        leaf_variants=padded_table([[variants[v] for v in leaf.variants] for leaf in LEAVES]),
+        leaf_uses=padded_table(flat_ids("uses")),
+        leaf_features=padded_table(flat_ids("features")),
     )
 
 
-def _pick(table: tuple[np.ndarray, np.ndarray], leaf: np.ndarray, u: np.ndarray) -> np.ndarray:
+def pick_from(table: tuple[np.ndarray, np.ndarray], leaf: np.ndarray, u: np.ndarray) -> np.ndarray:
     """For each row, a uniformly chosen entry of its leaf's list. table: ((L, K) ids, (L,) counts); leaf, u: (n,)."""
     ids, counts = table
     return ids[leaf, (u * counts[leaf]).astype(np.int64)]
 
 
-class _GroupSampler:
+class GroupSampler:
     """Vectorised draws of an element of a group with probability proportional to the element's weight.
 
     groups: (n,) int group of each element in [0, n_groups); weights: (n,) non-negative float.
@@ -157,7 +157,7 @@ def _join(*parts) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def _by_template(template: np.ndarray, n_templates: int, build) -> pa.Array:
+def by_template(template: np.ndarray, n_templates: int, build) -> pa.Array:
     """Strings built per template: build(k, rows) -> pa string array for the rows (indices) using template k;
     returns the (n,) array in row order."""
     order = np.argsort(template, kind="stable")
@@ -168,14 +168,14 @@ def _by_template(template: np.ndarray, n_templates: int, build) -> pa.Array:
     return pc.take(pa.concat_arrays(pieces), pa.array(inverse))
 
 
-def _ids(prefix: str, n: int) -> pa.Array:
+def make_ids(prefix: str, n: int) -> pa.Array:
     """(n,) ids prefix + zero-padded 0..n-1, e.g. SKU000042."""
     width = max(4, len(str(max(n - 1, 0))))
     digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string()), width=width, padding="0")
     return _join(prefix, digits)
 
 
-def _brands(rng: np.random.Generator, n_items: int, n_departments: int, suffixes: tuple[str, ...] = BRAND_SUFFIXES
+def draw_brands(rng: np.random.Generator, n_items: int, n_departments: int, suffixes: tuple[str, ...] = BRAND_SUFFIXES
             ) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     """Brand names (B,), department of each brand (B,), price multiplier of each brand (B,)."""
     combos = [h + t + s for s in suffixes for h in BRAND_HEADS for t in BRAND_TAILS]
@@ -187,7 +187,7 @@ def _brands(rng: np.random.Generator, n_items: int, n_departments: int, suffixes
 
 
 @dataclass
-class _Catalog:
+class Catalog:
     """Per-item arrays, all (n_items,)."""
 
     leaf: np.ndarray
@@ -200,7 +200,7 @@ class _Catalog:
     table: pa.Table  # the items table of the output
 
 
-def _first_seen(rng: np.random.Generator, n: int, t_start: int, t_end: int, profile: Profile) -> np.ndarray:
+def draw_first_seen(rng: np.random.Generator, n: int, t_start: int, t_end: int, profile: Profile) -> np.ndarray:
     """(n,) first_seen_ts: catalog items before the span, others spread over it, a late batch near its end (the
     items that are cold for a model trained before them)."""
     span = t_end - t_start
@@ -213,7 +213,7 @@ def _first_seen(rng: np.random.Generator, n: int, t_start: int, t_end: int, prof
     return first_seen - first_seen % profile.time_step if profile.time_step > 1 else first_seen
 
 
-def _popularity(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_popularity(rng: np.random.Generator, n: int) -> np.ndarray:
     """(n,) Zipf-like popularity weights over a random ranking; COLD_SHARE of the items (never among the top 30%)
     get 0, so they are never interacted with."""
     rank = rng.permutation(n)
@@ -223,28 +223,28 @@ def _popularity(rng: np.random.Generator, n: int) -> np.ndarray:
     return weight
 
 
-def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> _Catalog:
-    T = _tables()
+def make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> Catalog:
+    T = retail_tables()
     n, n_leaves, n_materials = n_items, len(LEAVES), len(T.materials)
     leaf_share = rng.dirichlet(np.full(n_leaves, 2.5))
     leaf = rng.choice(n_leaves, size=n, p=leaf_share)
-    noun = _pick(T.leaf_nouns, leaf, rng.random(n))
-    material = _pick(T.leaf_materials, leaf, rng.random(n))
-    style = _pick(T.leaf_styles, leaf, rng.random(n))
-    variant = _pick(T.leaf_variants, leaf, rng.random(n))
+    noun = pick_from(T.leaf_nouns, leaf, rng.random(n))
+    material = pick_from(T.leaf_materials, leaf, rng.random(n))
+    style = pick_from(T.leaf_styles, leaf, rng.random(n))
+    variant = pick_from(T.leaf_variants, leaf, rng.random(n))
     adjective = rng.integers(len(ADJECTIVES), size=n)
     consumable = T.consumable[leaf]
 
-    brand_names, brand_department, brand_price = _brands(rng, n, T.n_departments)
+    brand_names, brand_department, brand_price = draw_brands(rng, n, T.n_departments)
     brand_weight = 1.0 / (rng.permutation(len(brand_department)) + 1.0) ** 0.8
-    brand_sampler = _GroupSampler(brand_department, brand_weight, T.n_departments)
+    brand_sampler = GroupSampler(brand_department, brand_weight, T.n_departments)
     brand = brand_sampler.sample(T.departments[leaf], rng.random(n))
 
     price = T.base_price[leaf] * brand_price[brand] * np.exp(rng.normal(0.0, 0.45, n))
     price = np.maximum(np.round(price), 1.0) - 0.01
 
-    first_seen = _first_seen(rng, n, t_start, t_end, profile)
-    weight = _popularity(rng, n)
+    first_seen = draw_first_seen(rng, n, t_start, t_end, profile)
+    weight = draw_popularity(rng, n)
 
     template = np.where(consumable, _GOODS_TITLES + rng.choice(_CARE_TITLES, size=n, p=_TITLE_P[_GOODS_TITLES:]),
                         rng.choice(_GOODS_TITLES, size=n, p=_TITLE_P[:_GOODS_TITLES]))
@@ -262,11 +262,11 @@ def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int
         "adj": lambda r: pc.take(T.adjectives, adjective[r]),
         "context": lambda r: pc.take(T.contexts, leaf[r]),
     }
-    title = _by_template(template, _GOODS_TITLES + _CARE_TITLES, lambda k, r: _fill(_TITLES[k], words, r))
+    title = by_template(template, _GOODS_TITLES + _CARE_TITLES, lambda k, r: fill_template(_TITLES[k], words, r))
     description = _descriptions(rng, n, leaf, consumable, words)
 
     table = pa.table({
-        S.ITEM_ID: _ids("SKU", n),
+        S.ITEM_ID: make_ids("SKU", n),
         S.TITLE: title,
         S.DESCRIPTION: description,
         S.CATEGORY: pc.take(T.paths, leaf),
@@ -275,11 +275,11 @@ def _make_items(rng: np.random.Generator, n_items: int, t_start: int, t_end: int
         S.FIRST_SEEN: pa.array(first_seen, type=pa.int64()),
     })
     style_attr = np.where(_TITLE_HAS_STYLE[template], n_materials + style, -1)
-    return _Catalog(leaf=leaf, material=material, style=style_attr, consumable=consumable, first_seen=first_seen,
+    return Catalog(leaf=leaf, material=material, style=style_attr, consumable=consumable, first_seen=first_seen,
                     weight=weight, quality=rng.normal(0.0, 0.5, n), table=table)
 
 
-# Templates: "{name}" is a word from `words` in _make_items; everything else is literal.
+# Templates: "{name}" is a word from `words` in make_items; everything else is literal.
 _TITLES = (
     "{brand} {Style} {Material} {Noun}",
     "{Adj} {Variant} {Material} {Noun}",
@@ -305,7 +305,7 @@ _STYLE_SENTENCES = (
 _ABOUT = "About {brand}: an independent maker of {style} {material} products for the {context}. "
 
 
-def _fill(template: str, words: dict, rows: np.ndarray) -> pa.Array:
+def fill_template(template: str, words: dict, rows: np.ndarray) -> pa.Array:
     parts = []
     for i, chunk in enumerate(template.replace("}", "{").split("{")):
         if i % 2:
@@ -317,13 +317,13 @@ def _fill(template: str, words: dict, rows: np.ndarray) -> pa.Array:
 
 def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable: np.ndarray, words: dict) -> pa.Array:
     """(n,) descriptions: intro, optional style sentence, a use, 1-2 features, optional spec/about, 1-4 fillers."""
-    T = _tables()
+    T = retail_tables()
     empty = pa.scalar("", pa.string())
     intro = np.where(consumable, 4 + rng.integers(2, size=n), rng.integers(4, size=n))
-    intro_text = _by_template(intro, len(_INTROS), lambda k, r: _fill(_INTROS[k], words, r))
-    style_text = _by_template(consumable.astype(np.int64), 2, lambda k, r: _fill(_STYLE_SENTENCES[k], words, r))
+    intro_text = by_template(intro, len(_INTROS), lambda k, r: fill_template(_INTROS[k], words, r))
+    style_text = by_template(consumable.astype(np.int64), 2, lambda k, r: fill_template(_STYLE_SENTENCES[k], words, r))
     style_text = pc.if_else(pa.array(rng.random(n) < 0.6), style_text, empty)
-    use = _join(pc.take(T.uses, _pick(T.leaf_uses, leaf, rng.random(n))), " ")
+    use = _join(pc.take(T.uses, pick_from(T.leaf_uses, leaf, rng.random(n))), " ")
     feature_ids, feature_counts = T.leaf_features
     first_feature = (rng.random(n) * feature_counts[leaf]).astype(np.int64)
     second_feature = (first_feature + 1) % feature_counts[leaf]
@@ -337,7 +337,7 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
         _join("Measures ", pc.cast(pa.array(width), pa.string()), " x ", pc.cast(pa.array(depth), pa.string()),
               " cm. "))
     spec = pc.if_else(pa.array(rng.random(n) < 0.4), spec, empty)
-    about = pc.if_else(pa.array(rng.random(n) < 0.15), _fill(_ABOUT, words, np.arange(n)), empty)
+    about = pc.if_else(pa.array(rng.random(n) < 0.15), fill_template(_ABOUT, words, np.arange(n)), empty)
     n_filler = rng.integers(1, 5, size=n)
     first_filler, step = rng.integers(len(FILLER), size=n), 1 + rng.integers(len(FILLER) - 1, size=n)
     fillers = []
@@ -348,7 +348,7 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
     return pc.utf8_rtrim_whitespace(text)
 
 
-def _first_occurrence(key: np.ndarray) -> np.ndarray:
+def first_occurrence(key: np.ndarray) -> np.ndarray:
     """Sorted indices of the first occurrence of each key value. key: (n,)."""
     _, first = np.unique(key, return_index=True)
     return np.sort(first)

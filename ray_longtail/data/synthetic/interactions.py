@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ray_longtail.data.synthetic.catalog import _Catalog, _first_occurrence, _GroupSampler, _pick, _Tables
+from ray_longtail.data.synthetic.catalog import Catalog, GroupSampler, RetailTables, first_occurrence, pick_from
 from ray_longtail.data.synthetic.profiles import (
     ATTR_CANDIDATES,
     DAY,
@@ -22,7 +22,7 @@ from ray_longtail.data.synthetic.profiles import (
 )
 
 if TYPE_CHECKING:
-    from ray_longtail.data.synthetic.magazines import _MagazineTables
+    from ray_longtail.data.synthetic.magazines import MagazineTables
 
 @dataclass
 class _Users:
@@ -59,17 +59,17 @@ def _grown(u: np.ndarray, growth: float) -> np.ndarray:
     return np.log1p(u * np.expm1(growth)) / growth if growth else u
 
 
-def _make_users(rng: np.random.Generator, T: _Tables | _MagazineTables, n_users: int, n_rows: int,
+def make_users(rng: np.random.Generator, T: RetailTables | MagazineTables, n_users: int, n_rows: int,
                 leaf_weight: np.ndarray, t_start: int, t_end: int, profile: Profile) -> _Users:
-    """Users with activity, tastes and active periods. T: the vocabulary tables (`_tables()` or
-    `_magazine_tables()`), for the per-leaf attribute words users prefer."""
+    """Users with activity, tastes and active periods. T: the vocabulary tables (`retail_tables()` or
+    `magazine_tables()`), for the per-leaf attribute words users prefer."""
     count = _activity(rng, n_users, n_rows, profile)
     # tastes: 1-3 leaves (more popular leaves are preferred more often), one attribute word of the first leaf
     prefs = rng.choice(len(leaf_weight), size=(n_users, 3), p=leaf_weight / leaf_weight.sum())
     n_prefs = rng.choice([1, 2, 3], size=n_users, p=[0.4, 0.35, 0.25])
     first = prefs[:, 0]
-    style = len(T.materials) + _pick(T.leaf_styles, first, rng.random(n_users))
-    attribute = np.where(rng.random(n_users) < 0.45, style, _pick(T.leaf_materials, first, rng.random(n_users)))
+    style = len(T.materials) + pick_from(T.leaf_styles, first, rng.random(n_users))
+    attribute = np.where(rng.random(n_users) < 0.45, style, pick_from(T.leaf_materials, first, rng.random(n_users)))
     # active period around a random centre; heavier users stay longer
     span = t_end - 1 - t_start
     centre = t_start + _grown(rng.random(n_users), profile.growth) * span
@@ -80,14 +80,14 @@ def _make_users(rng: np.random.Generator, T: _Tables | _MagazineTables, n_users:
     return _Users(count=count, prefs=prefs, n_prefs=n_prefs, attribute=attribute, start=start, end=end)
 
 
-class _ItemChooser:
+class ItemChooser:
     """Vectorised item choice for interaction rows, by mode (see MODE_SHARES)."""
 
-    def __init__(self, catalog: _Catalog, n_leaves: int, n_attributes: int):
+    def __init__(self, catalog: Catalog, n_leaves: int, n_attributes: int):
         n = len(catalog.leaf)
         self.catalog, self.n_attributes = catalog, n_attributes
-        self.popular = _GroupSampler(np.zeros(n, dtype=np.int64), catalog.weight, 1)
-        self.in_leaf = _GroupSampler(catalog.leaf, catalog.weight, n_leaves)
+        self.popular = GroupSampler(np.zeros(n, dtype=np.int64), catalog.weight, 1)
+        self.in_leaf = GroupSampler(catalog.leaf, catalog.weight, n_leaves)
         # (item, attribute) pairs of non-cold items: material always, style when the title has one
         warm = catalog.weight > 0
         has_style = warm & (catalog.style >= 0)
@@ -95,8 +95,8 @@ class _ItemChooser:
         pair_attr = np.concatenate([catalog.material[warm], catalog.style[has_style]])
         pair_leaf = catalog.leaf[self.pair_item]
         ones = np.ones(len(self.pair_item))
-        self.leaf_attr = _GroupSampler(pair_leaf * n_attributes + pair_attr, ones, n_leaves * n_attributes)
-        self.attr = _GroupSampler(pair_attr, ones, n_attributes)
+        self.leaf_attr = GroupSampler(pair_leaf * n_attributes + pair_attr, ones, n_leaves * n_attributes)
+        self.attr = GroupSampler(pair_attr, ones, n_attributes)
 
     def has_attribute(self, item: np.ndarray, attribute: np.ndarray) -> np.ndarray:
         return (self.catalog.material[item] == attribute) | (self.catalog.style[item] == attribute)
@@ -128,8 +128,8 @@ class _ItemChooser:
         return item
 
 
-def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _Users, event: str, t_end: int,
-                       chooser: _ItemChooser, profile: Profile
+def make_interactions(rng: np.random.Generator, catalog: Catalog, users: _Users, event: str, t_end: int,
+                       chooser: ItemChooser, profile: Profile
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows as arrays (user, item, timestamp, value), each (n_rows,), sorted by (timestamp, user)."""
     user = np.repeat(np.arange(len(users.count), dtype=np.int64), users.count)
@@ -156,7 +156,7 @@ def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _User
     offset = np.concatenate([[0], np.cumsum(users.count)[:-1]])[user]
     position = np.arange(n) - offset
     if event == RATING:
-        keep = _first_occurrence(user * len(catalog.leaf) + item)
+        keep = first_occurrence(user * len(catalog.leaf) + item)
         user, item, ts = user[keep], item[keep], ts[keep]
         value = _ratings(rng, catalog, users, chooser, user, item, profile)
     else:
@@ -171,7 +171,7 @@ def _make_interactions(rng: np.random.Generator, catalog: _Catalog, users: _User
     return user[order], item[order], ts[order], value[order]
 
 
-def _ratings(rng: np.random.Generator, catalog: _Catalog, users: _Users, chooser: _ItemChooser, user: np.ndarray,
+def _ratings(rng: np.random.Generator, catalog: Catalog, users: _Users, chooser: ItemChooser, user: np.ndarray,
              item: np.ndarray, profile: Profile) -> np.ndarray:
     """(m,) stars 1..5 of the rows (user, item), each (m,): higher when the item is in one of the user's leaves and
     has the user's attribute word, so ratings carry the same taste signal as the choices. `profile.dislike_share`

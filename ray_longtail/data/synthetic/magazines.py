@@ -13,17 +13,17 @@ import pyarrow.compute as pc
 
 from ray_longtail.data import schema as S
 from ray_longtail.data.synthetic.catalog import (
-    _brands,
-    _by_template,
-    _Catalog,
-    _fill,
-    _first_occurrence,
-    _first_seen,
-    _GroupSampler,
-    _ids,
-    _padded,
-    _pick,
-    _popularity,
+    Catalog,
+    GroupSampler,
+    by_template,
+    draw_brands,
+    draw_first_seen,
+    draw_popularity,
+    fill_template,
+    first_occurrence,
+    make_ids,
+    padded_table,
+    pick_from,
 )
 from ray_longtail.data.synthetic.magazine_words import (
     EDITORIAL_STYLES,
@@ -72,9 +72,9 @@ _MAG_KIND_P = (0.3, 0.3, 0.4)  # later sentences: topic template, genre sentence
 
 
 @dataclass(frozen=True)
-class _MagazineTables:
-    """Magazine vocabularies as pyarrow arrays and per-genre choice tables. Field names match `_Tables` where
-    `_make_users` reads them: `materials` are the topic words, `styles` the editorial styles."""
+class MagazineTables:
+    """Magazine vocabularies as pyarrow arrays and per-genre choice tables. Field names match `RetailTables` where
+    `make_users` reads them: `materials` are the topic words, `styles` the editorial styles."""
 
     paths: pa.Array  # (L,) list<string>: MAGAZINE_ROOT, group, ..., genre
     groups: np.ndarray  # (L,) id of the genre's group (second path level); publishers specialise in one
@@ -96,7 +96,7 @@ class _MagazineTables:
 
 
 @lru_cache(maxsize=1)
-def _magazine_tables() -> _MagazineTables:
+def magazine_tables() -> MagazineTables:
     topics = {t: i for i, t in enumerate(dict.fromkeys(t for g in GENRES for t in g.topics))}
     groups = {name: i for i, name in enumerate(dict.fromkeys(g.path[0] for g in GENRES))}
 
@@ -111,7 +111,7 @@ def _magazine_tables() -> _MagazineTables:
     def strings(words) -> pa.Array:
         return pa.array(list(words), type=pa.string())
 
-    return _MagazineTables(
+    return MagazineTables(
         paths=pa.array([[MAGAZINE_ROOT, *g.path] for g in GENRES], type=pa.list_(pa.string())),
         groups=np.array([groups[g.path[0]] for g in GENRES]),
         n_groups=len(groups),
@@ -125,32 +125,32 @@ def _magazine_tables() -> _MagazineTables:
         frequencies=strings(FREQUENCIES),
         sentences=strings(x for g in GENRES for x in g.sentences),
         filler=strings(SUBSCRIPTION_FILLER),
-        leaf_nouns=_padded(flat_ids("nouns")),
-        leaf_materials=_padded([[topics[t] for t in g.topics] for g in GENRES]),
-        leaf_styles=_padded([list(range(len(EDITORIAL_STYLES)))] * len(GENRES)),
-        leaf_sentences=_padded(flat_ids("sentences")),
+        leaf_nouns=padded_table(flat_ids("nouns")),
+        leaf_materials=padded_table([[topics[t] for t in g.topics] for g in GENRES]),
+        leaf_styles=padded_table([list(range(len(EDITORIAL_STYLES)))] * len(GENRES)),
+        leaf_sentences=padded_table(flat_ids("sentences")),
     )
 
 
-def _make_magazines(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> _Catalog:
-    """The magazines catalogue: like `_make_items`, with topic words in the part of materials, publishers in the
+def make_magazines(rng: np.random.Generator, n_items: int, t_start: int, t_end: int, profile: Profile) -> Catalog:
+    """The magazines catalogue: like `make_items`, with topic words in the part of materials, publishers in the
     part of brands, list-valued category and description, and prices that are sometimes missing."""
-    T, params = _magazine_tables(), profile.catalog
+    T, params = magazine_tables(), profile.catalog
     n, n_leaves = n_items, len(GENRES)
     leaf = rng.choice(n_leaves, size=n, p=rng.dirichlet(np.full(n_leaves, 2.5)))
-    noun = _pick(T.leaf_nouns, leaf, rng.random(n))
+    noun = pick_from(T.leaf_nouns, leaf, rng.random(n))
     topic_ids, topic_counts = T.leaf_materials
     slot = (rng.random(n) * topic_counts[leaf]).astype(np.int64)  # the item's topic: its slot in the genre's list
     topic = topic_ids[leaf, slot]
     style = rng.integers(len(EDITORIAL_STYLES), size=n)
     fmt, frequency = rng.integers(len(FORMATS), size=n), rng.integers(len(FREQUENCIES), size=n)
-    names, group, brand_price = _brands(rng, n, T.n_groups, PUBLISHER_SUFFIXES)
+    names, group, brand_price = draw_brands(rng, n, T.n_groups, PUBLISHER_SUFFIXES)
     brand_weight = 1.0 / (rng.permutation(len(group)) + 1.0) ** 0.8
-    publisher = _GroupSampler(group, brand_weight, T.n_groups).sample(T.groups[leaf], rng.random(n))
+    publisher = GroupSampler(group, brand_weight, T.n_groups).sample(T.groups[leaf], rng.random(n))
     price = T.base_price[leaf] * brand_price[publisher] * np.exp(rng.normal(0.0, 0.45, n))
     price = np.where(rng.random(n) < params.price_missing_share, np.nan, np.maximum(np.round(price), 1.0) - 0.01)
-    first_seen = _first_seen(rng, n, t_start, t_end, profile)
-    weight = _popularity(rng, n)
+    first_seen = draw_first_seen(rng, n, t_start, t_end, profile)
+    weight = draw_popularity(rng, n)
     template = rng.choice(len(_MAG_TITLES), size=n, p=_MAG_TITLE_P)
     words = {
         "Noun": lambda r: pc.take(T.nouns_title, noun[r]),
@@ -162,12 +162,12 @@ def _make_magazines(rng: np.random.Generator, n_items: int, t_start: int, t_end:
         "frequency": lambda r: pc.take(T.frequencies, frequency[r]),
         "publisher": lambda r: pc.take(names, publisher[r]),
     }
-    title = _by_template(template, len(_MAG_TITLES), lambda k, r: _fill(_MAG_TITLES[k], words, r))
+    title = by_template(template, len(_MAG_TITLES), lambda k, r: fill_template(_MAG_TITLES[k], words, r))
     words["title"] = lambda r: pc.take(title, r)
     years = pc.cast(pa.array(rng.integers(3, 90, size=n)), pa.string())
     words["years"] = lambda r: pc.take(years, r)
     table = pa.table({
-        S.ITEM_ID: _ids("MAG", n),
+        S.ITEM_ID: make_ids("MAG", n),
         S.TITLE: title,
         S.DESCRIPTION: _magazine_descriptions(rng, leaf, slot, words, params),
         S.CATEGORY: pc.take(T.paths, leaf),
@@ -176,7 +176,7 @@ def _make_magazines(rng: np.random.Generator, n_items: int, t_start: int, t_end:
         S.FIRST_SEEN: pa.array(first_seen, type=pa.int64()),
     })
     style_attr = np.where(_MAG_TITLE_HAS_STYLE[template], len(T.materials) + style, -1)
-    return _Catalog(leaf=leaf, material=topic, style=style_attr, consumable=np.zeros(n, dtype=bool),
+    return Catalog(leaf=leaf, material=topic, style=style_attr, consumable=np.zeros(n, dtype=bool),
                     first_seen=first_seen, weight=weight, quality=rng.normal(0.0, 0.5, n), table=table)
 
 
@@ -185,8 +185,8 @@ def _magazine_descriptions(rng: np.random.Generator, leaf: np.ndarray, slot: np.
     """(n,) list<string> of paragraphs. The first sentence introduces the title and its topic; later ones are topic
     templates (the item's topic and two other topics of its genre), genre sentences and subscription boilerplate,
     cycled so that a description rarely repeats a sentence. leaf, slot: (n,) genre and topic slot of each item;
-    words: item-level word functions of `_make_magazines`."""
-    T, n = _magazine_tables(), len(leaf)
+    words: item-level word functions of `make_magazines`."""
+    T, n = magazine_tables(), len(leaf)
     n_par = np.minimum(1 + rng.poisson(params.extra_paragraphs, n), params.max_paragraphs)
     n_par[rng.random(n) < params.empty_description_share] = 0
     par_item = np.repeat(np.arange(n), n_par)
@@ -219,10 +219,10 @@ def _magazine_descriptions(rng: np.random.Generator, leaf: np.ndarray, slot: np.
 
     def build(k: int, rows: np.ndarray) -> pa.Array:
         if k < n_templates:
-            return _fill(templates[k], row_words, rows)
+            return fill_template(templates[k], row_words, rows)
         return pc.take(T.sentences, genre_sentence[rows]) if k == n_templates else pc.take(T.filler, filler[rows])
 
-    sentences = _by_template(template, n_templates + 2, build) if m else pa.array([], type=pa.string())
+    sentences = by_template(template, n_templates + 2, build) if m else pa.array([], type=pa.string())
     paragraphs = pc.binary_join(_lists(np.repeat(np.arange(len(par_item)), par_len), sentences, len(par_item)), " ")
     return _lists(par_item, paragraphs, n)
 
@@ -241,7 +241,7 @@ def _rank_within(group: np.ndarray) -> np.ndarray:
     return np.arange(len(group)) - np.repeat(starts, np.diff(np.append(starts, len(group))))
 
 
-def _related(rng: np.random.Generator, catalog: _Catalog, user: np.ndarray, item: np.ndarray, ts: np.ndarray,
+def related_items(rng: np.random.Generator, catalog: Catalog, user: np.ndarray, item: np.ndarray, ts: np.ndarray,
              params: MagazineCatalog) -> tuple[pa.Array, pa.Array]:
     """(also_buy, also_view), each (n_items,) list<string> of item ids, like the lists of Amazon metadata.
 
@@ -270,12 +270,12 @@ def _related(rng: np.random.Generator, catalog: _Catalog, user: np.ndarray, item
     k = np.where(rng.random(n) < params.also_view_empty_share, 0, 1 + rng.poisson(params.also_view_mean - 1, n))
     owner = np.repeat(np.arange(n), k)
     weight = catalog.weight + 0.1 * catalog.weight.mean() + 1e-12
-    n_topics = len(_magazine_tables().materials)
-    by_topic = _GroupSampler(catalog.leaf * n_topics + catalog.material, weight, len(GENRES) * n_topics)
-    by_genre = _GroupSampler(catalog.leaf, weight, len(GENRES))
+    n_topics = len(magazine_tables().materials)
+    by_topic = GroupSampler(catalog.leaf * n_topics + catalog.material, weight, len(GENRES) * n_topics)
+    by_genre = GroupSampler(catalog.leaf, weight, len(GENRES))
     draw = np.where(rng.random(len(owner)) < 0.5,
                     by_topic.sample((catalog.leaf * n_topics + catalog.material)[owner], rng.random(len(owner))),
                     by_genre.sample(catalog.leaf[owner], rng.random(len(owner))))
-    keep = _first_occurrence(owner * n + draw)
+    keep = first_occurrence(owner * n + draw)
     keep = keep[draw[keep] != owner[keep]]
     return also_buy, _lists(owner[keep], pc.take(ids, pa.array(draw[keep])), n)

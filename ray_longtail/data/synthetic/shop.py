@@ -12,15 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_longtail.data import schema as S
-from ray_longtail.data.synthetic.catalog import _ids, _make_items, _tables
-from ray_longtail.data.synthetic.interactions import _ItemChooser, _make_interactions, _make_users
+from ray_longtail.data.synthetic.catalog import make_ids, make_items, retail_tables
+from ray_longtail.data.synthetic.interactions import ItemChooser, make_interactions, make_users
 from ray_longtail.data.synthetic.magazines import (
     ALSO_BUY,
     ALSO_VIEW,
     CSV_SEPARATORS,
-    _magazine_tables,
-    _make_magazines,
-    _related,
+    magazine_tables,
+    make_magazines,
+    related_items,
 )
 from ray_longtail.data.synthetic.profiles import DAY, END_TS, EVENTS, Profile, get_profile
 from ray_longtail.errors import UserError
@@ -80,16 +80,16 @@ def _generate(n_items: int | None = None, interactions_per_item: float | None = 
     rng = np.random.default_rng(seed)
     t_end, t_start = END_TS, END_TS - days * DAY
     if p.catalog is None:
-        T, catalog = _tables(), _make_items(rng, n_items, t_start, t_end, p)
+        T, catalog = retail_tables(), make_items(rng, n_items, t_start, t_end, p)
     else:
-        T, catalog = _magazine_tables(), _make_magazines(rng, n_items, t_start, t_end, p)
+        T, catalog = magazine_tables(), make_magazines(rng, n_items, t_start, t_end, p)
     n_leaves = len(T.leaf_materials[1])
     leaf_weight = np.bincount(catalog.leaf, weights=catalog.weight, minlength=n_leaves)
-    users = _make_users(rng, T, n_users, n_rows, leaf_weight, t_start, t_end, p)
-    chooser = _ItemChooser(catalog, n_leaves, len(T.materials) + len(T.styles))
-    user, item, ts, value = _make_interactions(rng, catalog, users, event, t_end, chooser, p)
+    users = make_users(rng, T, n_users, n_rows, leaf_weight, t_start, t_end, p)
+    chooser = ItemChooser(catalog, n_leaves, len(T.materials) + len(T.styles))
+    user, item, ts, value = make_interactions(rng, catalog, users, event, t_end, chooser, p)
     interactions = pa.table({
-        S.USER_ID: pc.take(_ids("U", n_users), pa.array(user)),
+        S.USER_ID: pc.take(make_ids("U", n_users), pa.array(user)),
         S.ITEM_ID: pc.take(catalog.table[S.ITEM_ID], pa.array(item)),
         S.TIMESTAMP: pa.array(ts, type=pa.int64()),
         S.EVENT: pa.repeat(pa.scalar(event, pa.string()), len(user)),
@@ -97,7 +97,7 @@ def _generate(n_items: int | None = None, interactions_per_item: float | None = 
     })
     items = catalog.table
     if p.catalog is not None:
-        also_buy, also_view = _related(rng, catalog, user, item, ts, p.catalog)
+        also_buy, also_view = related_items(rng, catalog, user, item, ts, p.catalog)
         items = items.append_column(ALSO_BUY, also_buy).append_column(ALSO_VIEW, also_view)
     return items, interactions
 
