@@ -242,7 +242,7 @@ class RankConfig:
 @dataclass(frozen=True)
 class RerankConfig:
     tail_weight: float = number(0.3, ge=0, le=1)
-    select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see stages.py)
+    select_on_valid: bool = True  # pick tail_weight from eval.tail_weights on the valid window (see choose.py)
     ndcg_tolerance: float = number(0.03, ge=0, le=1)  # NDCG@10 >= (1 - tolerance) x the best weight's
     tail_tolerance: float = number(0.1, ge=0, le=1)  # TailRecall@10 within this of the most: a tie
     # the share of the chosen scorer's valid accuracy gain over the best single source spent on the tail

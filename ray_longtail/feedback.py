@@ -133,7 +133,7 @@ def refresh_run(run: str, events: str, out: str | None = None,
 
 def refit(ctx, base: RunStore) -> dict[str, Any]:
     """What the refreshed eval history changes: the sources, the segments (clusters kept) and the serving lists."""
-    from ray_longtail import stages
+    from ray_longtail import ranking_stages, stages
     from ray_longtail.sources.registry import fit_sources, make_sources
 
     config, phase = ctx.config, ctx.phase("eval")
@@ -144,7 +144,7 @@ def refit(ctx, base: RunStore) -> dict[str, Any]:
     ctx.store.write_table("item_segments.parquet", old.assign(**{S.POPULARITY: phase.segments[S.POPULARITY].to_numpy(),
                                                                  S.SEGMENT: phase.segments[S.SEGMENT].to_numpy()}))
     warm = old[S.ITEM_ID][(old[S.SEGMENT] == S.COLD).to_numpy() & (phase.segments[S.SEGMENT] != S.COLD).to_numpy()]
-    serving = stages.stage_serving(ctx)
+    serving = ranking_stages.stage_serving(ctx)
     counts = phase.segments[S.SEGMENT].value_counts()
     return {"history_users": int(phase.history.n_users), "segments": {k: int(v) for k, v in counts.items()},
             "became_warm": int(len(warm)), "became_warm_examples": warm.astype(str).head(20).tolist(),

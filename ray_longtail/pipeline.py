@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ray_longtail import __version__, stages
+from ray_longtail import __version__, ranking_stages, stages
 from ray_longtail.artifacts import (
     CANDIDATES,
     EXPOSURE_PATHS,
@@ -206,10 +206,10 @@ STAGES: list[Stage] = [
           uses_ray=True),
     Stage("features", (*FEATURES.values(), FEATURE_NAMES), stages.stage_features, needs=("retrieve",),
           uses_ray=True),
-    Stage("rank", ("ranker/_SUCCESS", SELECTION), stages.stage_rank, needs=("features",), uses_ray=True),
-    Stage("serving", (SERVING_LISTS, EXPOSURE_PATHS), stages.stage_serving, needs=("rank",), uses_ray=True),
-    Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md", "report.html"), stages.stage_evaluate,
-          needs=("features", "rank", "serving"), uses_ray=True),
+    Stage("rank", ("ranker/_SUCCESS", SELECTION), ranking_stages.stage_rank, needs=("features",), uses_ray=True),
+    Stage("serving", (SERVING_LISTS, EXPOSURE_PATHS), ranking_stages.stage_serving, needs=("rank",), uses_ray=True),
+    Stage("evaluate", ("metrics.json", "recommendations.parquet", "report.md", "report.html"),
+          ranking_stages.stage_evaluate, needs=("features", "rank", "serving"), uses_ray=True),
 ]
 
 
@@ -350,7 +350,7 @@ def trial_data(ctx: RunContext):
     train / holdout split and cross-fitting groups, and the tail floor on their selection users."""
     from ray_longtail.choose import restrict_phase, tail_floor
     from ray_longtail.crossfit import selection_users
-    from ray_longtail.stages import holdout_users, selection_folds
+    from ray_longtail.ranking_stages import holdout_users, selection_folds
     from ray_longtail.tune import TrialData, TrialFold
 
     splits = {name: holdout_users(ctx, name, fold) for fold, name in enumerate(ctx.fold_names())}

@@ -3,7 +3,8 @@ ranker or the reciprocal-rank blend) -> ranked candidate matrix -> tail-aware re
 tail_weight on the valid window that these lists feed is `choose.py`.
 
 Pure functions over a `Phase`, fitted sources, a `FeatureBuilder`, a scorer and the config: no `RunContext`, no
-file I/O, no Ray (the stage adapters in `stages.py` run the heavy steps on Ray and call these for the rest).
+file I/O, no Ray (the stage adapters in `stages.py` and `ranking_stages.py` run the heavy steps on Ray and call
+these for the rest).
 Shapes: `long` candidates are (user, item, source, score, rank) rows; `wide` candidates one row per (user, item)
 with `score_<source>` / `rank_<source>` columns; `RankedCandidates` the top `depth` scored candidates per user.
 """

@@ -212,7 +212,7 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     ranker, choose the same tail_weight for it and score the same valid-window NDCG@10 there."""
     import shutil
 
-    from ray_longtail import pipeline, stages
+    from ray_longtail import pipeline, ranking_stages
     from ray_longtail.artifacts import SELECTION
     from ray_longtail.config import replace
     from ray_longtail.tune import evaluate_trial
@@ -220,7 +220,7 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     shutil.copytree(run_ctx.store.root, tmp_path / "run")
     config = replace(run_ctx.config, **{"rank.num_workers": 1, "artifacts": str(tmp_path), "run_id": "run"})
     ctx = RunContext(config, RunStore(str(tmp_path), "run"))
-    stages.stage_rank(ctx)
+    ranking_stages.stage_rank(ctx)
     selection = ctx.store.read_json(SELECTION)
     weight = selection["options"]["ranker"]["tail_weight"]
     rank = config.rank
@@ -252,7 +252,7 @@ def test_without_labelled_queries_the_final_stage_chooses_among_sources(run_ctx,
     stage still chooses a scorer (a source or the blend) and a tail_weight on valid."""
     import shutil
 
-    from ray_longtail import stages
+    from ray_longtail import ranking_stages
     from ray_longtail.artifacts import SELECTION
     from ray_longtail.config import replace
 
@@ -262,7 +262,7 @@ def test_without_labelled_queries_the_final_stage_chooses_among_sources(run_ctx,
     for name in ctx.fold_names():
         ctx.set_features(name, ctx.features(name).assign(label=0.0))
     shutil.rmtree(tmp_path / "run" / "ranker")
-    summary = stages.stage_rank(ctx)
+    summary = ranking_stages.stage_rank(ctx)
     selection = ctx.store.read_json(SELECTION)
     assert "ranker" not in selection["options"] and selection["scorer"] in {*config.retrieve.sources, "blend"}
     assert "ranker not trained" in summary["ranker"] and not (tmp_path / "run" / "ranker" / "model.ubj").exists()

@@ -962,8 +962,8 @@ def test_known_users_at_an_exposure_weight_get_the_batch_lists(pipeline_run):
     from ray_longtail.evaluate import system_metrics
     from ray_longtail.pipeline import RunContext
     from ray_longtail.precompute import ExposurePaths
+    from ray_longtail.ranking_stages import ranked_candidates
     from ray_longtail.serve.recommender import Recommender, serving_config
-    from ray_longtail.stages import ranked_candidates
 
     _, _, run_dir = pipeline_run
     store = open_run_store(str(run_dir))
