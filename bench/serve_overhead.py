@@ -65,7 +65,7 @@ async def _asgi_post(stack, app, path: str, body: bytes) -> int:
 def stack(run: str, requests: int, rounds: int) -> None:
     from ray import serve
 
-    from ray_longtail.serve import app as serving
+    from ray_longtail.serve import ingress as serving
     from ray_longtail.serve.http import DirectRoutes
 
     server = serving.RecommenderServer.func_or_class.__mro__[1](run, encoder=None)

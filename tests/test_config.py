@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from ray_longtail.config import RERANK_METHODS, Config, InvalidValueError, load_config, number, replace
+from ray_longtail.config import RERANK_METHODS, Config, load_config, replace
 from ray_longtail.errors import ConfigError
+from ray_longtail.typed_config import InvalidValueError, number
 
 
 def test_packaged_yaml_matches_dataclass_defaults():

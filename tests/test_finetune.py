@@ -98,7 +98,7 @@ def test_the_serving_encoder_loads_the_tuned_model_and_returns_the_batch_vectors
     import pyarrow.parquet as pq
 
     from ray_longtail.embed import item_texts, table_to_vectors
-    from ray_longtail.serve.app import Encoder
+    from ray_longtail.serve.encoder import Encoder
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ids, vectors = table_to_vectors(pq.read_table(tuned / "item_embeddings.parquet"))

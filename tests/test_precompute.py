@@ -67,7 +67,7 @@ def test_table_round_trips_ranked_candidates_exactly(tmp_path):
 
 
 def test_added_items_merge_after_scoring_at_their_nearest_candidates_score():
-    from ray_longtail.serve.recommender import ItemIndex, merge_added
+    from ray_longtail.serve.items import ItemIndex, merge_added
 
     history = small_history()
     ranked = ranked_for(history, [0])

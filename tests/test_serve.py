@@ -145,7 +145,7 @@ def test_variants_are_checked_when_the_app_is_built(pipeline_run, tmp_path):
 ])
 def test_encoder_placement_follows_serve_query_encoder_and_the_encoders_gpus(choice, gpus, encoder_device, local):
     from ray_longtail.config import load_config
-    from ray_longtail.serve.app import encoder_placement
+    from ray_longtail.serve.encoder import encoder_placement
 
     config = load_config(overrides=[f"serve.query_encoder={choice}", "embed.runtime=onnx"])
     encoder, replica = encoder_placement(config, "run", gpus)
@@ -205,7 +205,7 @@ def test_serve_settings_come_from_serve_config_yaml(tmp_path):
 def test_openapi_constraints_are_json_schema_keywords():
     """Every request constraint reaches the document as JSON Schema (minimum/maximum, not pydantic's ge/le, which
     clients and fuzzers ignore), and every error answer is the one ErrorResponse model."""
-    from ray_longtail.serve.app import api
+    from ray_longtail.serve.ingress import api
 
     document = api.openapi()
     text = json.dumps(document)
@@ -228,8 +228,8 @@ def direct_routes_apps():
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
-    from ray_longtail.serve.app import user_error, validation_error
     from ray_longtail.serve.http import DirectRoutes
+    from ray_longtail.serve.ingress import user_error, validation_error
 
     seen = {name: {"solved": [], "labels": []} for name in ("direct", "plain")}
 
@@ -380,8 +380,8 @@ def test_the_apps_direct_routes_are_its_fastapi_routes():
     body type that method declares: a renamed handler or a changed body model fails here, not in production."""
     from typing import get_type_hints
 
-    from ray_longtail.serve.app import RecommenderServer, api
     from ray_longtail.serve.http import DirectRoutes
+    from ray_longtail.serve.ingress import RecommenderServer, api
 
     assert api.user_middleware[-1].cls is DirectRoutes
     document = api.openapi()["paths"]
