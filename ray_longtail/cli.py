@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
+    from ray_longtail.report import print_summary
 
     if args.command == "serve":
         from ray_longtail.serve.launch import serve_forever
@@ -181,11 +182,13 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     config = config_from_args(args)
     if args.command == "tune":
-        print(pipeline.run_tune(config, num_samples=args.num_samples))
+        from ray_longtail.tune_run import run_tune
+
+        print(run_tune(config, num_samples=args.num_samples))
         return 0
     stage = STAGE_COMMANDS[args.command]
     store = pipeline.run_stages(config, until=None, only=[stage] if stage else None, force=args.force)
-    pipeline.print_summary(store, args.command)
+    print_summary(store, args.command)
     print(store.uri)
     return 0
 

@@ -6,14 +6,16 @@ self-contained `report.html` (`report_render.py`)."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ray_longtail.artifacts import RunStore
 from ray_longtail.data import schema as S
 from ray_longtail.discover import discovery_summary
-from ray_longtail.evaluate import baseline_lists, rec_matrix
+from ray_longtail.evaluate import baseline_lists, metrics_table, rec_matrix
 from ray_longtail.phase import Phase
 from ray_longtail.report_render import Section, render_html, render_markdown
 
@@ -230,3 +232,25 @@ def write_report(ctx, metrics: dict[str, Any], system_lists: dict[str, pd.DataFr
     title = f"ray_longtail report: run {ctx.store.run_id}"
     ctx.store.write_text("report.md", render_markdown(title, sections))
     ctx.store.write_text("report.html", render_html(title, sections))
+
+
+def print_summary(store: RunStore, command: str) -> None:
+    """Print what a person wants to see after a command: stage timings, and the metrics table if there is one."""
+    manifest = store.manifest()
+    for name, info in manifest.get("stages", {}).items():
+        print(f"{name:<10} {info['seconds']:>8.1f}s  {json.dumps(info['summary'], default=str)[:160]}")
+    if command in ("discover", "run") and store.exists("clusters.parquet"):
+        print("\nLargest tail-heavy clusters (long-tail discovery):")
+        print(discovery_summary(store.read_table("clusters.parquet")))
+    if command in ("evaluate", "run") and store.exists("metrics.json"):
+        metrics = store.read_json("metrics.json")
+        print(f"\nTest window: {metrics['info']['eval_users']} users, catalog {metrics['info']['catalog']} "
+              f"items (head {metrics['info']['head']}, tail {metrics['info']['tail']}, cold {metrics['info']['cold']})")
+        for k in metric_cutoffs(metrics):
+            print(metrics_table(metrics["systems"], k=k))
+
+
+def metric_cutoffs(metrics: dict) -> list[int]:
+    """The cut-offs present in a metrics.json (e.g. [10, 20])."""
+    first = next(iter(metrics["systems"].values()))
+    return sorted({int(key.split("@")[1]) for key in first if "@" in key})

@@ -12,7 +12,7 @@ users overfits them (README, synthetic retail profile: a 12-trial search that me
 on test, below the default run). Everything goes through the scoring chain's and the choice's own functions
 (`scoring.py`, `choose.py`), so a trial scores exactly the system `run` builds for the same config. The best
 trial becomes a complete YAML config with `rerank.select_on_valid` kept: `ray-longtail run --config
-<tune/best.yaml>` chooses the final scorer and tail_weight on valid as every run does. `pipeline.run_tune`
+<tune/best.yaml>` chooses the final scorer and tail_weight on valid as every run does. `tune_run.run_tune`
 prepares the trial data and writes the results.
 """
 

@@ -212,10 +212,11 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     ranker, choose the same tail_weight for it and score the same valid-window NDCG@10 there."""
     import shutil
 
-    from ray_longtail import pipeline, ranking_stages
+    from ray_longtail import ranking_stages
     from ray_longtail.artifacts import SELECTION
     from ray_longtail.config import replace
     from ray_longtail.tune import evaluate_trial
+    from ray_longtail.tune_run import trial_data
 
     shutil.copytree(run_ctx.store.root, tmp_path / "run")
     config = replace(run_ctx.config, **{"rank.num_workers": 1, "artifacts": str(tmp_path), "run_id": "run"})
@@ -231,7 +232,7 @@ def test_a_tune_trial_scores_what_the_rank_stage_selects_on(run_ctx, tmp_path):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # as in a 1-CPU Tune worker and the stage's Ray Data actors: BLAS on many threads
-        trial = evaluate_trial(params, pipeline.trial_data(ctx))  # here rounds features differently (1e-7)
+        trial = evaluate_trial(params, trial_data(ctx))  # here rounds features differently (1e-7)
     curve = selection["options"]["ranker"]["curve"]
     labelled = [np.unique(ctx.features(name)["user"]) for name in ctx.fold_names()]
     assert selection["crossfit_groups"] == config.rank.crossfit_groups  # a small shop: every group joins

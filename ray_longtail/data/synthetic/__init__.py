@@ -33,9 +33,10 @@ a pipeline meeting its quality bar on both meets it on data, not on one generato
 Everything is vectorised with numpy/pyarrow (loops only over a few modes and rejection rounds): 10^6 items with
 10^7 interactions take about 30 s and 3 GB peak RSS (retail).
 
-Modules: `profiles` (named parameter sets), `retail_words` and `magazine_words` (vocabularies), `catalog` (the
-retail catalogue and shared draws), `magazines` (the list-valued magazines catalogue), `interactions` (users and
-their rows), `shop` (`generate_shop`, `write_shop`).
+Modules: `profiles` (named parameter sets), `retail_words` and `magazine_words` (vocabularies), `vectorised`
+(per-row picks, weighted draws within groups, template text), `catalog` (the retail catalogue and the draws both
+catalogues share: brands, first-seen times, popularity), `magazines` (the list-valued magazines catalogue),
+`interactions` (users and their rows), `shop` (`generate_shop`, `write_shop`).
 """
 
 from ray_longtail.data.synthetic.magazine_words import MAGAZINE_ROOT

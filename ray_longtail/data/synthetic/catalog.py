@@ -26,6 +26,15 @@ from ray_longtail.data.synthetic.retail_words import (
     LEAVES,
     LIQUID_SIZES,
 )
+from ray_longtail.data.synthetic.vectorised import (
+    GroupSampler,
+    by_template,
+    fill_template,
+    join_text,
+    make_ids,
+    padded_table,
+    pick_from,
+)
 
 _GOODS_TITLES, _CARE_TITLES = 5, 3  # title templates (see _titles); style word only in templates 0, 2, 4, 5, 6
 _TITLE_HAS_STYLE = np.array([True, False, True, False, True, True, True, False])
@@ -61,14 +70,6 @@ class RetailTables:
     leaf_variants: tuple[np.ndarray, np.ndarray]
     leaf_uses: tuple[np.ndarray, np.ndarray]
     leaf_features: tuple[np.ndarray, np.ndarray]
-
-
-def padded_table(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    counts = np.array([len(r) for r in rows], dtype=np.int64)
-    table = np.zeros((len(rows), counts.max()), dtype=np.int32)
-    for i, r in enumerate(rows):
-        table[i, : len(r)] = r
-    return table, counts
 
 
 @lru_cache(maxsize=1)
@@ -123,56 +124,6 @@ def retail_tables() -> RetailTables:
         leaf_uses=padded_table(flat_ids("uses")),
         leaf_features=padded_table(flat_ids("features")),
     )
-
-
-def pick_from(table: tuple[np.ndarray, np.ndarray], leaf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """For each row, a uniformly chosen entry of its leaf's list. table: ((L, K) ids, (L,) counts); leaf, u: (n,)."""
-    ids, counts = table
-    return ids[leaf, (u * counts[leaf]).astype(np.int64)]
-
-
-class GroupSampler:
-    """Vectorised draws of an element of a group with probability proportional to the element's weight.
-
-    groups: (n,) int group of each element in [0, n_groups); weights: (n,) non-negative float.
-    `sample(group, u)` with group, u: (m,) returns (m,) element indices; only valid where `total[group] > 0`.
-    """
-
-    def __init__(self, groups: np.ndarray, weights: np.ndarray, n_groups: int):
-        self.order = np.argsort(groups, kind="stable")
-        self.cum = np.cumsum(weights[self.order], dtype=np.float64)
-        bounds = np.searchsorted(groups[self.order], np.arange(n_groups + 1))
-        cum0 = np.concatenate([[0.0], self.cum])
-        self.start, self.end = bounds[:-1], bounds[1:]
-        self.lo, self.hi = cum0[self.start], cum0[self.end]
-        self.total = self.hi - self.lo
-
-    def sample(self, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-        x = self.lo[group] + u * self.total[group]
-        pos = np.searchsorted(self.cum, x, side="right")
-        return self.order[np.clip(pos, self.start[group], np.maximum(self.end[group] - 1, 0))]
-
-
-def _join(*parts) -> pa.Array:
-    return pc.binary_join_element_wise(*parts, "")
-
-
-def by_template(template: np.ndarray, n_templates: int, build) -> pa.Array:
-    """Strings built per template: build(k, rows) -> pa string array for the rows (indices) using template k;
-    returns the (n,) array in row order."""
-    order = np.argsort(template, kind="stable")
-    bounds = np.searchsorted(template[order], np.arange(n_templates + 1))
-    pieces = [build(k, order[bounds[k]:bounds[k + 1]]) for k in range(n_templates) if bounds[k + 1] > bounds[k]]
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return pc.take(pa.concat_arrays(pieces), pa.array(inverse))
-
-
-def make_ids(prefix: str, n: int) -> pa.Array:
-    """(n,) ids prefix + zero-padded 0..n-1, e.g. SKU000042."""
-    width = max(4, len(str(max(n - 1, 0))))
-    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(n, dtype=np.int64)), pa.string()), width=width, padding="0")
-    return _join(prefix, digits)
 
 
 def draw_brands(rng: np.random.Generator, n_items: int, n_departments: int, suffixes: tuple[str, ...] = BRAND_SUFFIXES
@@ -305,16 +256,6 @@ _STYLE_SENTENCES = (
 _ABOUT = "About {brand}: an independent maker of {style} {material} products for the {context}. "
 
 
-def fill_template(template: str, words: dict, rows: np.ndarray) -> pa.Array:
-    parts = []
-    for i, chunk in enumerate(template.replace("}", "{").split("{")):
-        if i % 2:
-            parts.append(words[chunk](rows))
-        elif chunk:
-            parts.append(chunk)
-    return _join(*parts) if len(parts) > 1 else pc.cast(parts[0], pa.string())
-
-
 def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable: np.ndarray, words: dict) -> pa.Array:
     """(n,) descriptions: intro, optional style sentence, a use, 1-2 features, optional spec/about, 1-4 fillers."""
     T = retail_tables()
@@ -323,18 +264,18 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
     intro_text = by_template(intro, len(_INTROS), lambda k, r: fill_template(_INTROS[k], words, r))
     style_text = by_template(consumable.astype(np.int64), 2, lambda k, r: fill_template(_STYLE_SENTENCES[k], words, r))
     style_text = pc.if_else(pa.array(rng.random(n) < 0.6), style_text, empty)
-    use = _join(pc.take(T.uses, pick_from(T.leaf_uses, leaf, rng.random(n))), " ")
+    use = join_text(pc.take(T.uses, pick_from(T.leaf_uses, leaf, rng.random(n))), " ")
     feature_ids, feature_counts = T.leaf_features
     first_feature = (rng.random(n) * feature_counts[leaf]).astype(np.int64)
     second_feature = (first_feature + 1) % feature_counts[leaf]
-    feature1 = _join(pc.take(T.features, feature_ids[leaf, first_feature]), " ")
+    feature1 = join_text(pc.take(T.features, feature_ids[leaf, first_feature]), " ")
     feature2 = pc.if_else(pa.array((rng.random(n) < 0.5) & (feature_counts[leaf] > 1)),
-                          _join(pc.take(T.features, feature_ids[leaf, second_feature]), " "), empty)
+                          join_text(pc.take(T.features, feature_ids[leaf, second_feature]), " "), empty)
     width, depth = rng.integers(8, 80, size=n), rng.integers(5, 60, size=n)
     spec = pc.if_else(
         pa.array(consumable),
-        _join("Net contents: ", words["variant"](np.arange(n)), ". "),
-        _join("Measures ", pc.cast(pa.array(width), pa.string()), " x ", pc.cast(pa.array(depth), pa.string()),
+        join_text("Net contents: ", words["variant"](np.arange(n)), ". "),
+        join_text("Measures ", pc.cast(pa.array(width), pa.string()), " x ", pc.cast(pa.array(depth), pa.string()),
               " cm. "))
     spec = pc.if_else(pa.array(rng.random(n) < 0.4), spec, empty)
     about = pc.if_else(pa.array(rng.random(n) < 0.15), fill_template(_ABOUT, words, np.arange(n)), empty)
@@ -342,13 +283,7 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
     first_filler, step = rng.integers(len(FILLER), size=n), 1 + rng.integers(len(FILLER) - 1, size=n)
     fillers = []
     for j in range(4):
-        sentence = _join(pc.take(T.filler, (first_filler + j * step) % len(FILLER)), " ")
+        sentence = join_text(pc.take(T.filler, (first_filler + j * step) % len(FILLER)), " ")
         fillers.append(pc.if_else(pa.array(n_filler > j), sentence, empty))
-    text = _join(intro_text, style_text, use, feature1, feature2, spec, about, *fillers)
+    text = join_text(intro_text, style_text, use, feature1, feature2, spec, about, *fillers)
     return pc.utf8_rtrim_whitespace(text)
-
-
-def first_occurrence(key: np.ndarray) -> np.ndarray:
-    """Sorted indices of the first occurrence of each key value. key: (n,)."""
-    _, first = np.unique(key, return_index=True)
-    return np.sort(first)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ray_longtail.data.synthetic.catalog import Catalog, GroupSampler, RetailTables, first_occurrence, pick_from
+from ray_longtail.data.synthetic.catalog import Catalog, RetailTables
 from ray_longtail.data.synthetic.profiles import (
     ATTR_CANDIDATES,
     DAY,
@@ -20,6 +20,7 @@ from ray_longtail.data.synthetic.profiles import (
     REPEAT_SHARE,
     Profile,
 )
+from ray_longtail.data.synthetic.vectorised import GroupSampler, first_occurrence, pick_from
 
 if TYPE_CHECKING:
     from ray_longtail.data.synthetic.magazines import MagazineTables

@@ -12,19 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_longtail.data import schema as S
-from ray_longtail.data.synthetic.catalog import (
-    Catalog,
-    GroupSampler,
-    by_template,
-    draw_brands,
-    draw_first_seen,
-    draw_popularity,
-    fill_template,
-    first_occurrence,
-    make_ids,
-    padded_table,
-    pick_from,
-)
+from ray_longtail.data.synthetic.catalog import Catalog, draw_brands, draw_first_seen, draw_popularity
 from ray_longtail.data.synthetic.magazine_words import (
     EDITORIAL_STYLES,
     FORMATS,
@@ -35,6 +23,15 @@ from ray_longtail.data.synthetic.magazine_words import (
     SUBSCRIPTION_FILLER,
 )
 from ray_longtail.data.synthetic.profiles import MagazineCatalog, Profile
+from ray_longtail.data.synthetic.vectorised import (
+    GroupSampler,
+    by_template,
+    fill_template,
+    first_occurrence,
+    make_ids,
+    padded_table,
+    pick_from,
+)
 
 ALSO_BUY, ALSO_VIEW = "also_buy", "also_view"
 LIST_COLUMNS = (S.CATEGORY, S.DESCRIPTION, ALSO_BUY, ALSO_VIEW)  # list<string> in the magazines catalogue

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_longtail.data import schema as S
-from ray_longtail.data.synthetic.catalog import make_ids, make_items, retail_tables
+from ray_longtail.data.synthetic.catalog import make_items, retail_tables
 from ray_longtail.data.synthetic.interactions import ItemChooser, make_interactions, make_users
 from ray_longtail.data.synthetic.magazines import (
     ALSO_BUY,
@@ -23,6 +23,7 @@ from ray_longtail.data.synthetic.magazines import (
     related_items,
 )
 from ray_longtail.data.synthetic.profiles import DAY, END_TS, EVENTS, Profile, get_profile
+from ray_longtail.data.synthetic.vectorised import make_ids
 from ray_longtail.errors import UserError
 
 
