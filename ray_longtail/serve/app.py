@@ -48,8 +48,8 @@ def build_app(args: dict[str, Any]):
     share of each Encoder replica; default: the run's `embed.num_gpus_per_actor`), `encoder_threads` (torch
     threads per Encoder replica, default 1), `encoder_options` / `recommender_options` (dicts for
     `Deployment.options`, e.g. `{"autoscaling_config": {...}}`, for Python callers). Deployment options
-    (autoscaling, ray_actor_options, max_ongoing_requests) come from the decorators above; serve_config.yaml
-    overrides them per deployment.
+    (autoscaling, ray_actor_options, max_ongoing_requests) come from the deployments' decorators (`encoder.py`,
+    `ingress.py`); serve_config.yaml overrides them per deployment.
     """
     args = dict(args or {})
     unknown = set(args) - BUILD_ARGS
