@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 UI_PAGE = Path(__file__).with_name("static") / "ui.html"
 MAX_CLUSTERS = 32  # /clusters lists at most this many
 
-
 api = FastAPI(title="ray_longtail", version=__version__,
               description="Long-tail aware recommendations, similar items and semantic search over one "
                           "ray_longtail run (Ray Serve). Bad requests get 4xx with a message.",
