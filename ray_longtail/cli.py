@@ -153,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     from ray_longtail import pipeline
-    from ray_longtail.report import print_summary
 
     if args.command == "serve":
         from ray_longtail.serve.launch import serve_forever
@@ -187,6 +186,8 @@ def dispatch(args: argparse.Namespace) -> int:
         print(run_tune(config, num_samples=args.num_samples))
         return 0
     stage = STAGE_COMMANDS[args.command]
+    from ray_longtail.report import print_summary
+
     store = pipeline.run_stages(config, until=None, only=[stage] if stage else None, force=args.force)
     print_summary(store, args.command)
     print(store.uri)

@@ -1,7 +1,8 @@
 """Report: what a run's report says (`report_sections`): the quality tables, the tail_weight trade-off (table and
 plot), the final-stage choice, candidate recall, ranker feature importance, tail-heavy clusters, the popularity
 curve, exposure by popularity decile and recall by segment; rendered as `report.md` (+ plots/*.png) and as one
-self-contained `report.html` (`report_render.py`)."""
+self-contained `report.html` (`report_render.py`); and `print_summary`, what a CLI command prints after it
+runs (stage timings, the tail-heavy clusters, the metrics tables)."""
 
 from __future__ import annotations
 

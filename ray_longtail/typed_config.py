@@ -212,8 +212,6 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-
-
 def nest(dotted: str, value: Any) -> dict[str, Any]:
     """`nest("a.b", 1)` -> `{"a": {"b": 1}}`."""
     parts = dotted.split(".")

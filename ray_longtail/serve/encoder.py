@@ -1,6 +1,7 @@
 """The `Encoder` deployment: text -> L2-normalised vector with the run's encoder (the run's fine-tuned one when it
 has one), single query texts batched across concurrent requests (`@serve.batch`); and `encoder_placement`, which
-decides where query texts are embedded (this deployment, or each Recommender replica itself)."""
+decides where query texts are embedded (this deployment, or each Recommender replica itself, with its own
+`run_encoder`)."""
 
 import logging
 from typing import TYPE_CHECKING, Any

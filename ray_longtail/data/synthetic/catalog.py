@@ -276,7 +276,7 @@ def _descriptions(rng: np.random.Generator, n: int, leaf: np.ndarray, consumable
         pa.array(consumable),
         join_text("Net contents: ", words["variant"](np.arange(n)), ". "),
         join_text("Measures ", pc.cast(pa.array(width), pa.string()), " x ", pc.cast(pa.array(depth), pa.string()),
-              " cm. "))
+                  " cm. "))
     spec = pc.if_else(pa.array(rng.random(n) < 0.4), spec, empty)
     about = pc.if_else(pa.array(rng.random(n) < 0.15), fill_template(_ABOUT, words, np.arange(n)), empty)
     n_filler = rng.integers(1, 5, size=n)
