@@ -30,10 +30,12 @@ from ray_longtail.data.synthetic.vectorised import (
     GroupSampler,
     by_template,
     fill_template,
+    group_ids,
     join_text,
     make_ids,
     padded_table,
     pick_from,
+    strings,
 )
 
 _GOODS_TITLES, _CARE_TITLES = 5, 3  # title templates (see _titles); style word only in templates 0, 2, 4, 5, 6
@@ -85,17 +87,6 @@ def retail_tables() -> RetailTables:
     uses = [x for leaf in LEAVES for x in leaf.uses]
     features = [x for leaf in LEAVES for x in leaf.features]
 
-    def flat_ids(field: str) -> list[list[int]]:
-        out, start = [], 0
-        for leaf in LEAVES:
-            size = len(getattr(leaf, field))
-            out.append(list(range(start, start + size)))
-            start += size
-        return out
-
-    def strings(words) -> pa.Array:
-        return pa.array(list(words), type=pa.string())
-
     variants_title = [v.title() if v in COLOURS else v for v in variants]
     return RetailTables(
         paths=strings(leaf.path for leaf in LEAVES),
@@ -117,12 +108,12 @@ def retail_tables() -> RetailTables:
         uses=strings(uses),
         features=strings(features),
         filler=strings(FILLER),
-        leaf_nouns=padded_table(flat_ids("nouns")),
+        leaf_nouns=group_ids(LEAVES, "nouns"),
         leaf_materials=padded_table([[materials[m] for m in leaf.materials] for leaf in LEAVES]),
         leaf_styles=padded_table([[styles[s] for s in leaf.styles] for leaf in LEAVES]),
         leaf_variants=padded_table([[variants[v] for v in leaf.variants] for leaf in LEAVES]),
-        leaf_uses=padded_table(flat_ids("uses")),
-        leaf_features=padded_table(flat_ids("features")),
+        leaf_uses=group_ids(LEAVES, "uses"),
+        leaf_features=group_ids(LEAVES, "features"),
     )
 
 

@@ -28,9 +28,11 @@ from ray_longtail.data.synthetic.vectorised import (
     by_template,
     fill_template,
     first_occurrence,
+    group_ids,
     make_ids,
     padded_table,
     pick_from,
+    strings,
 )
 
 ALSO_BUY, ALSO_VIEW = "also_buy", "also_view"
@@ -97,17 +99,6 @@ def magazine_tables() -> MagazineTables:
     topics = {t: i for i, t in enumerate(dict.fromkeys(t for g in GENRES for t in g.topics))}
     groups = {name: i for i, name in enumerate(dict.fromkeys(g.path[0] for g in GENRES))}
 
-    def flat_ids(field: str) -> list[list[int]]:
-        out, start = [], 0
-        for genre in GENRES:
-            size = len(getattr(genre, field))
-            out.append(list(range(start, start + size)))
-            start += size
-        return out
-
-    def strings(words) -> pa.Array:
-        return pa.array(list(words), type=pa.string())
-
     return MagazineTables(
         paths=pa.array([[MAGAZINE_ROOT, *g.path] for g in GENRES], type=pa.list_(pa.string())),
         groups=np.array([groups[g.path[0]] for g in GENRES]),
@@ -122,10 +113,10 @@ def magazine_tables() -> MagazineTables:
         frequencies=strings(FREQUENCIES),
         sentences=strings(x for g in GENRES for x in g.sentences),
         filler=strings(SUBSCRIPTION_FILLER),
-        leaf_nouns=padded_table(flat_ids("nouns")),
+        leaf_nouns=group_ids(GENRES, "nouns"),
         leaf_materials=padded_table([[topics[t] for t in g.topics] for g in GENRES]),
         leaf_styles=padded_table([list(range(len(EDITORIAL_STYLES)))] * len(GENRES)),
-        leaf_sentences=padded_table(flat_ids("sentences")),
+        leaf_sentences=group_ids(GENRES, "sentences"),
     )
 
 

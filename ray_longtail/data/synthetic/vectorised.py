@@ -17,6 +17,22 @@ def padded_table(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return table, counts
 
 
+def group_ids(groups, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """The padded table (`padded_table`) of each group's `field` list as ids into the concatenation of every
+    group's list, in group order (the words of leaf i are ids start_i .. start_i + len - 1)."""
+    rows, start = [], 0
+    for group in groups:
+        size = len(getattr(group, field))
+        rows.append(list(range(start, start + size)))
+        start += size
+    return padded_table(rows)
+
+
+def strings(words) -> pa.Array:
+    """Any iterable of str as an Arrow string array."""
+    return pa.array(list(words), type=pa.string())
+
+
 def pick_from(table: tuple[np.ndarray, np.ndarray], leaf: np.ndarray, u: np.ndarray) -> np.ndarray:
     """For each row, a uniformly chosen entry of its leaf's list. table: ((L, K) ids, (L,) counts); leaf, u: (n,)."""
     ids, counts = table
