@@ -1,8 +1,10 @@
 """Embedding throughput: a plain in-process TextEncoder loop against the Ray Data stage (`embed_items`).
 
-    python bench/embed_throughput.py [--n N] [--repeats R] [--block-size B] [--batch-size S] [--configs afbc]
+    python bench/embed_throughput.py [--n N] [--catalog bundled|magazines] [--repeats R] [--block-size B]
+        [--batch-size S] [--configs afbc]
 
-All configurations embed the first N rows of the bundled items parquet (texts from `item_texts` with the default
+All configurations embed the first N rows of the bundled items parquet, or with --catalog magazines a synthetic
+magazines catalog of N items whose long descriptions fill max_length (texts from `item_texts` with the default
 `EmbedConfig().text_fields`) with 2 torch threads in total:
 
   (a)  plain, in-process   `TextEncoder(num_threads=2).encode` in this (warm) process, block by block over the same
@@ -48,8 +50,9 @@ import numpy as np
 import pandas as pd
 
 from ray_longtail import embed as embed_module
-from ray_longtail.config import EmbedConfig
-from ray_longtail.data.ingest import bundled_paths
+from ray_longtail.config import DataConfig, EmbedConfig
+from ray_longtail.data.ingest import bundled_paths, clean_items
+from ray_longtail.data.synthetic.shop import generate_shop
 from ray_longtail.embed import EmbedBatch, TextEncoder, embed_items, item_texts, table_to_vectors
 from ray_longtail.runtime import RAY_ENV
 
@@ -260,8 +263,8 @@ def run_plain(name: str, texts: list[str], config: EmbedConfig, runtime: str = "
 
 def run_fresh(name: str, args: argparse.Namespace) -> Run:
     """(a) in a new Python process: interpreter start, imports, model load and encode all count."""
-    command = [sys.executable, __file__, "--child", "--block-size", str(args.block_size),
-               "--batch-size", str(args.batch_size)] + (["--n", str(args.n)] if args.n else [])
+    command = [sys.executable, __file__, "--child", "--block-size", str(args.block_size), "--batch-size",
+               str(args.batch_size), "--catalog", args.catalog] + (["--n", str(args.n)] if args.n else [])
     begin, start = time.time(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     run = Run(name, time.perf_counter() - start, 0, begin)
@@ -328,9 +331,22 @@ CONFIGS = {  # key: (label, how, actors, CPUs per actor)
 }
 
 
+def load_catalog(name: str, n: int | None) -> pd.DataFrame:
+    """The first n rows of the bundled catalog, or a cleaned synthetic magazines catalog of n (default 1000) items."""
+    if name == "bundled":
+        catalog = pd.read_parquet(bundled_paths()[0])
+        return catalog.head(n) if n else catalog
+    items, _ = generate_shop(n_items=n or 1000, profile="magazines")
+    return clean_items(items, "magazines", DataConfig())[0]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=None, help="items (first N catalog rows; default: all)")
+    parser.add_argument("--n", type=int, default=None, help="items (first N catalog rows; default: all, or 1000 "
+                                                             "synthetic magazines)")
+    parser.add_argument("--catalog", choices=("bundled", "magazines"), default="bundled",
+                        help="bundled (titles, mean 26 characters) or a synthetic magazines catalog (multi-paragraph "
+                             "descriptions: most texts fill max_length)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (best and median reported)")
     parser.add_argument("--block-size", type=int, default=EmbedConfig.block_size, help="rows per Ray Data block")
     parser.add_argument("--batch-size", type=int, default=EmbedConfig.batch_size, help="texts per forward pass")
@@ -353,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     if args.worker_niceness is not None:
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
-    catalog = pd.read_parquet(bundled_paths()[0])
-    catalog = catalog.head(args.n) if args.n else catalog
+    catalog = load_catalog(args.catalog, args.n)
     base = EmbedConfig(block_size=args.block_size, batch_size=args.batch_size, device="cpu")
     texts = item_texts(catalog, base.text_fields)
     if args.child:
@@ -367,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- machine: {machine()}")
     print(f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- items: {len(texts)} bundled catalog rows (text length mean {lengths.mean():.0f}, max {lengths.max()} "
-          f"chars), {base.model}, max_length {base.max_length}, block size {base.block_size}, "
+    print(f"- items: {len(texts)} {args.catalog} catalog rows (text length mean {lengths.mean():.0f}, "
+          f"max {lengths.max()} chars), {base.model}, max_length {base.max_length}, block size {base.block_size}, "
           f"batch size {base.batch_size}, repeats {args.repeats}")
     sys.stdout.flush()
 

@@ -68,6 +68,9 @@ def test_onnx_and_torch_runtimes_give_the_same_vectors(items_300):
     one_by_one = np.concatenate([onnx.encode([t]) for t in texts[:20]])
     np.testing.assert_allclose(onnx.encode(texts, batch_size=32), torch_.encode(texts, batch_size=32), atol=2e-5)
     np.testing.assert_allclose(one_by_one, torch_.encode(texts[:20]), atol=2e-5)
+    long_and_short = [" ".join(texts[i:i + 40]) if i % 2 else texts[i] for i in range(32)]  # padded, truncated
+    np.testing.assert_allclose(onnx.encode(long_and_short, sort_by_length=False),
+                               torch_.encode(long_and_short, sort_by_length=False), atol=2e-5)
 
 
 def test_runtime_auto_is_onnx_on_cpu_and_torch_on_cuda():
@@ -141,3 +144,20 @@ def test_embedding_survives_a_killed_actor(ray_head):
     assert killed, "the actor was never seen alive"
     assert list(ids) == catalog[S.ITEM_ID].tolist()
     np.testing.assert_allclose(vectors, undisturbed, atol=1e-5)
+
+
+def test_an_encoder_onnx_cannot_export_runs_on_torch_under_auto(items_300, monkeypatch):
+    import ray_longtail.encoder_runtime as encoder_runtime
+
+    def fail_export(module):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(encoder_runtime, "export_onnx", fail_export)
+    texts = item_texts(items_300, ["title", "category", "description"])[:16]
+    encoder = TextEncoder(MODEL, device="cpu", runtime="auto", num_threads=1)
+    assert encoder.runtime == "torch" and encoder.session is None
+    assert encoder.pooled.transformer.config._attn_implementation == "sdpa"
+    np.testing.assert_allclose(encoder.encode(texts), TextEncoder(MODEL, runtime="torch", num_threads=1).encode(texts),
+                               atol=2e-5)
+    with pytest.raises(UserError, match="embed.runtime=torch"):
+        TextEncoder(MODEL, device="cpu", runtime="onnx", num_threads=1)
