@@ -18,10 +18,12 @@ descriptions, most cut at 128 tokens), the fp32 vectors of both computed here wi
   cpu onnx        the CPU default (`embed.runtime: auto`), --cpu-threads intra-op threads (a replica's 1)
   cpu torch       eager torch fp32 on CPU, same threads
   cuda fp16       `TextEncoder(device="cuda")` as the Encoder deployment and the embedding actors build it
-  cuda bf16/fp32  the same module cast (the fp32 one holds the fp16-rounded weights: its error against the
-                  reference is the weights' rounding alone)
+  cuda bf16/fp32  the same module cast
 
-and times, per variant: `query` (one title per call, the /search and /similar-by-text path), `query x32` (32
+Every variant loads the packed fp16 weights (upcast on CPU and for cuda fp32), so its agreement with the reference
+includes the weights' rounding; `cpu torch` and `cuda fp32` show that rounding alone.
+
+It times, per variant: `query` (one title per call, the /search and /similar-by-text path), `query x32` (32
 titles per call, what `@serve.batch` gathers under load), `items x5` / `items x64` (full item texts per call, POST
 /items), and `bulk` (every text of a catalog at the embed stage's batch size 64, sorted by length, as one actor
 does). Per-call latencies are medians and 99th percentiles over --calls (CPU: --cpu-calls) calls after --warmup
