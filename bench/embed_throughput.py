@@ -1,7 +1,7 @@
 """Embedding throughput: a plain in-process TextEncoder loop against the Ray Data stage (`embed_items`).
 
-    python bench/embed_throughput.py [--n N] [--catalog bundled|magazines] [--repeats R] [--block-size B]
-        [--batch-size S] [--configs afbc]
+    python bench/embed_throughput.py [--n N] [--catalog bundled|magazines] [--text-repeat T] [--repeats R]
+        [--block-size B] [--batch-size S] [--configs afbc]
 
 All configurations embed the first N rows of the bundled items parquet, or with --catalog magazines a synthetic
 magazines catalog of N items whose long descriptions fill max_length (texts from `item_texts` with the default
@@ -264,7 +264,8 @@ def run_plain(name: str, texts: list[str], config: EmbedConfig, runtime: str = "
 def run_fresh(name: str, args: argparse.Namespace) -> Run:
     """(a) in a new Python process: interpreter start, imports, model load and encode all count."""
     command = [sys.executable, __file__, "--child", "--block-size", str(args.block_size), "--batch-size",
-               str(args.batch_size), "--catalog", args.catalog] + (["--n", str(args.n)] if args.n else [])
+               str(args.batch_size), "--catalog", args.catalog, "--text-repeat", str(args.text_repeat)]
+    command += ["--n", str(args.n)] if args.n else []
     begin, start = time.time(), time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     run = Run(name, time.perf_counter() - start, 0, begin)
@@ -331,13 +332,17 @@ CONFIGS = {  # key: (label, how, actors, CPUs per actor)
 }
 
 
-def load_catalog(name: str, n: int | None) -> pd.DataFrame:
-    """The first n rows of the bundled catalog, or a cleaned synthetic magazines catalog of n (default 1000) items."""
+def load_catalog(name: str, n: int | None, text_repeat: int = 1) -> pd.DataFrame:
+    """The first n rows of the bundled catalog, or a cleaned synthetic magazines catalog of n (default 1000) items;
+    each description joined with itself `text_repeat` times."""
     if name == "bundled":
         catalog = pd.read_parquet(bundled_paths()[0])
-        return catalog.head(n) if n else catalog
-    items, _ = generate_shop(n_items=n or 1000, profile="magazines")
-    return clean_items(items, "magazines", DataConfig())[0]
+        catalog = catalog.head(n).copy() if n else catalog
+    else:
+        items, _ = generate_shop(n_items=n or 1000, profile="magazines")
+        catalog = clean_items(items, "magazines", DataConfig())[0]
+    catalog["description"] = [" ".join([text] * text_repeat) for text in catalog["description"].fillna("")]
+    return catalog
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -347,6 +352,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--catalog", choices=("bundled", "magazines"), default="bundled",
                         help="bundled (titles, mean 26 characters) or a synthetic magazines catalog (multi-paragraph "
                              "descriptions: most texts fill max_length)")
+    parser.add_argument("--text-repeat", type=int, default=1,
+                        help="join each description with itself this many times (longer descriptions)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per configuration (best and median reported)")
     parser.add_argument("--block-size", type=int, default=EmbedConfig.block_size, help="rows per Ray Data block")
     parser.add_argument("--batch-size", type=int, default=EmbedConfig.batch_size, help="texts per forward pass")
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(key, value)
     if args.worker_niceness is not None:
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
-    catalog = load_catalog(args.catalog, args.n)
+    catalog = load_catalog(args.catalog, args.n, args.text_repeat)
     base = EmbedConfig(block_size=args.block_size, batch_size=args.batch_size, device="cpu")
     texts = item_texts(catalog, base.text_fields)
     if args.child:

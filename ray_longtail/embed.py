@@ -133,16 +133,16 @@ class TextEncoder:
         return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        from ray_longtail.encoder_runtime import tokenize
+
         if self.session is not None:
-            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="np")
+            enc = tokenize(self.tokenizer, texts, self.max_length, return_tensors="np")
             feeds = {name: enc[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
             return self.session.run(None, feeds)[0]
         import torch
 
         with torch.inference_mode():
-            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                 return_tensors="pt").to(self.device)
+            enc = tokenize(self.tokenizer, texts, self.max_length, return_tensors="pt").to(self.device)
             return self.pooled(enc["input_ids"], enc["attention_mask"]).cpu().numpy()
 
 

@@ -77,7 +77,9 @@ def info_nce(anchors, positives, positive_items, logq, temperature: float):
 def _embed(model, tokenizer, texts: list[str], max_length: int, device):
     import torch
 
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+    from ray_longtail.encoder_runtime import tokenize
+
+    enc = tokenize(tokenizer, texts, max_length, return_tensors="pt").to(device)
     hidden = model(**enc).last_hidden_state
     mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -161,3 +161,24 @@ def test_an_encoder_onnx_cannot_export_runs_on_torch_under_auto(items_300, monke
                                atol=2e-5)
     with pytest.raises(UserError, match="embed.runtime=torch"):
         TextEncoder(MODEL, device="cpu", runtime="onnx", num_threads=1)
+
+
+def test_long_texts_are_cut_before_tokenizing_with_the_same_ids(items_300):
+    from transformers import AutoTokenizer
+
+    from ray_longtail.encoder_runtime import CLIP_CHARS_PER_TOKEN, clip_at_whitespace, tokenize
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MODEL))
+    titles = item_texts(items_300, ["title", "category"])
+    prose = " ".join(titles)  # ~8,000 characters
+    few_tokens_then_prose = "sparse " + " " * (CLIP_CHARS_PER_TOKEN * 128) + prose  # the cut keeps one word
+    texts = [prose, "\n".join(titles), few_tokens_then_prose, "x" * 5000 + " " + prose, *titles[:20]]
+    for max_length in (32, 128):
+        limit = CLIP_CHARS_PER_TOKEN * max_length
+        assert len(clip_at_whitespace(prose, limit)) < len(prose)
+        assert clip_at_whitespace(few_tokens_then_prose, limit).split() == ["sparse"]  # so tokenized whole
+        assert clip_at_whitespace(texts[3], limit) is texts[3]  # no whitespace before the limit: not cut
+        cut = tokenize(tokenizer, texts, max_length, return_tensors="np")
+        whole = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        np.testing.assert_array_equal(cut["input_ids"], whole["input_ids"])
+        np.testing.assert_array_equal(cut["attention_mask"], whole["attention_mask"])
