@@ -7,6 +7,7 @@ length before they are cut into blocks and batches (2.5x less padding on CPU); t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -115,7 +116,8 @@ class TextEncoder:
                                 "set embed.runtime=torch") from exc
             log.warning("encoder not exportable to ONNX (%s: %s); running it on torch", type(exc).__name__, exc)
             self.runtime = "torch"
-            self.pooled.transformer.set_attn_implementation("sdpa")
+            with contextlib.suppress(ValueError):  # a model without SDPA support keeps its eager attention
+                self.pooled.transformer.set_attn_implementation("sdpa")
             if num_threads:
                 import torch
 
