@@ -71,7 +71,7 @@ class TextEncoder:
     """Mean-pooled, L2-normalised transformer embeddings. `encode(texts) -> float32 array (n, dim)`.
 
     `runtime`: `torch`, or `onnx` (the same fp32 graph exported once at construction and run by ONNX Runtime:
-    on CPU ~3x faster for one short text and 1.1-1.4x for batches of 64 titles, 0.95-0.99x for texts filling 128
+    on CPU ~3x faster for one short text and 1.1-1.4x for batches of 64 titles, 0.96-0.99x for texts filling 128
     tokens; vectors equal to ~1e-6; bench/RESULTS.md), or `auto` (onnx on CPU, torch fp16 on CUDA). The graph is
     exported from the model's eager attention: traced from torch's fused SDPA attention, ONNX Runtime ran 128-token
     texts 1.1x (one thread) to 1.2x (two) slower, and titles as fast."""

@@ -94,6 +94,8 @@ def tokenize(tokenizer, texts: list[str], max_length: int, return_tensors: str):
     text before it truncates: 23 % of embedding time for 22,000-character descriptions (bench/RESULTS.md)."""
     clipped = [clip_at_whitespace(text, CLIP_CHARS_PER_TOKEN * max_length) for text in texts]
     encoded = tokenizer(clipped, padding=True, truncation=True, max_length=max_length, return_tensors=return_tensors)
+    if all(cut is whole for cut, whole in zip(clipped, texts, strict=True)):
+        return encoded
     lengths = encoded["attention_mask"].sum(1).tolist()
     short = [i for i, (cut, whole) in enumerate(zip(clipped, texts, strict=True)) if cut is not whole
              and lengths[i] < max_length]
