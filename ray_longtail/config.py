@@ -141,6 +141,7 @@ class RankConfig:
     max_depth: int = number(6, gt=0)
     min_child_weight: float = number(1.0, ge=0)
     subsample: float = number(0.8, gt=0, le=1)
+    ensemble_size: int = number(3, gt=0)  # boosters averaged into the ranker (seeds seed, seed + 1, ...)
     num_boost_round: int = number(200, gt=0)
     early_stopping_rounds: int = number(20, ge=0)
     last_n_history: int = number(20, gt=0)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ray_longtail.config import RankConfig
-from ray_longtail.rank import fit_fixed_rounds, predict
+from ray_longtail.rank import fit_fixed_rounds, member_rounds, predict
 from ray_longtail.scoring import fold_queries
 
 GROUP = "crossfit_group"  # the cross-fitting group of a query row's user (-1: held out)
@@ -77,7 +77,7 @@ def crossfit_scores(folds: list, booster, feature_names: list[str], config: Rank
     if n_groups:
         fit = fit_groups or fit_groups_local
         boosters = fit(group_queries(folds, config.tail_positive_grade), n_groups, feature_names, config,
-                       booster.num_boosted_rounds(), seed)
+                       member_rounds(booster), seed)
     out = []
     for features, _, holdout, groups in folds:
         rows = selection_rows(features, holdout, groups)
@@ -90,20 +90,20 @@ def crossfit_scores(folds: list, booster, feature_names: list[str], config: Rank
     return out
 
 
-def fit_group(queries: pd.DataFrame, group: int, feature_names: list[str], config: RankConfig, rounds: int,
+def fit_group(queries: pd.DataFrame, group: int, feature_names: list[str], config: RankConfig, rounds: list[int],
               seed: int):
-    """The ranker of one cross-fitting group: fit on every query outside it."""
+    """The ranker of one cross-fitting group: fit on every query outside it, one member per stage member."""
     return fit_fixed_rounds(queries[queries[GROUP].to_numpy() != group], feature_names, config, rounds, seed)
 
 
 def fit_groups_local(queries: pd.DataFrame, n_groups: int, feature_names: list[str], config: RankConfig,
-                     rounds: int, seed: int) -> list:
+                     rounds: list[int], seed: int) -> list:
     """Every group's ranker in this process (what a `tune` trial runs)."""
     return [fit_group(queries, g, feature_names, config, rounds, seed) for g in range(n_groups)]
 
 
 def fit_groups_on_ray(queries: pd.DataFrame, n_groups: int, feature_names: list[str], config: RankConfig,
-                      rounds: int, seed: int) -> list:
+                      rounds: list[int], seed: int) -> list:
     """Every group's ranker as a Ray task of `rank.cpus_per_worker` CPUs (the queries put in the object store
     once); the same boosters as `fit_groups_local`."""
     import ray

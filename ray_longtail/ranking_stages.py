@@ -109,7 +109,7 @@ def fit_ranker(ctx: RunContext, splits: dict[str, tuple[np.ndarray, np.ndarray]]
     save_ranker(ctx.store, booster, names, info)
     ranker = scoring.RankerScorer(booster, names)
     ctx.set_ranker(ranker)
-    return ranker, {"rounds": info.get("rounds"), "train_groups": info["train_groups"], "folds": info["folds"]}
+    return ranker, {"rounds": info.get("member_rounds"), "train_groups": info["train_groups"], "folds": info["folds"]}
 
 
 def ranked_candidates(ctx: RunContext, phase_name: str, features, scorer) -> scoring.RankedCandidates:

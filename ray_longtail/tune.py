@@ -107,7 +107,7 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     """Score one point of the search space on the folds' selection users, as the rank stage does (the ranker's
     scores cross-fitted, `crossfit.py`; plain, no Ray inside)."""
     from ray_longtail.discover import cluster_items
-    from ray_longtail.rank import train_ranker_local
+    from ray_longtail.rank import member_rounds, train_ranker_local
 
     config = trial_config(data.config, params)
     vectors = data.folds[0].phase.context.vectors
@@ -122,8 +122,8 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
     if config.rank.enabled:
         train, valid = scoring.fold_queries([fold[:3] for fold in folds], config.rank.tail_positive_grade)
         booster = train_ranker_local(train, valid, names, config.rank, seed=config.seed)
-        scores, rounds = crossfit.crossfit_scores(folds, booster, names, config.rank, config.seed), \
-            booster.num_boosted_rounds()
+        scores = crossfit.crossfit_scores(folds, booster, names, config.rank, config.seed)
+        rounds = float(np.mean(member_rounds(booster)))
     else:
         scores = [scoring.BlendScorer(config.retrieve.sources).score(frame) for frame in rows]
     parts = []
@@ -133,7 +133,7 @@ def evaluate_trial(params: dict[str, Any], data: TrialData) -> dict[str, float]:
         parts.append((choose.restrict_phase(fold.phase, fold_users), ranked))
     chosen = choose.select_tail_weight(parts, config, data.floor)
     return {"objective": chosen["objective"], "tail_weight": chosen["tail_weight"], "ndcg@10": chosen["ndcg@10"],
-            "tail_recall@10": chosen["tail_recall@10"], "coverage@10": chosen["coverage@10"], "rounds": int(rounds)}
+            "tail_recall@10": chosen["tail_recall@10"], "coverage@10": chosen["coverage@10"], "rounds": round(rounds)}
 
 
 def trainable(params: dict[str, Any], data: TrialData | None = None) -> None:

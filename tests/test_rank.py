@@ -17,7 +17,7 @@ from ray_longtail.evaluate import system_metrics
 from ray_longtail.features import FeatureBuilder, attach_labels
 from ray_longtail.phase import build_phase, read_item_clusters
 from ray_longtail.pipeline import RunContext
-from ray_longtail.rank import predict, shard_queries, train_ranker
+from ray_longtail.rank import member_rounds, predict, shard_queries, train_ranker
 from ray_longtail.rerank import candidate_matrix, rerank, tail_appetite
 from ray_longtail.scoring import training_queries
 
@@ -72,28 +72,43 @@ def test_shard_queries_keeps_groups_whole_and_sorted():
 
 
 class KillOnce(xgboost.callback.TrainingCallback):
-    """Fault drill: rank 0 kills its own process at `at_round`, once (a marker file remembers it)."""
+    """Fault drill: rank 0 kills its own process at round `at_round` of the ensemble's member `member` (0-based),
+    once (a marker file remembers it), and appends the round each member's fit starts from to `<marker>.starts`."""
 
-    def __init__(self, at_round: int, marker: str):
+    def __init__(self, member: int, at_round: int, marker: str):
         super().__init__()
-        self.at_round, self.marker = at_round, marker
+        self.member, self.at_round, self.marker = member, at_round, marker
+        self.started = 0
+
+    def before_training(self, model):
+        import ray.train
+
+        self.started += 1
+        if ray.train.get_context().get_world_rank() == 0:
+            with open(f"{self.marker}.starts", "a") as starts:
+                starts.write(f"{model.num_boosted_rounds()}\n")
+        return model
 
     def after_iteration(self, model, epoch, evals_log) -> bool:
         import os
         import signal
+        import time
 
         import ray.train
 
-        if (model.num_boosted_rounds() == self.at_round and ray.train.get_context().get_world_rank() == 0
-                and not os.path.exists(self.marker)):
+        if (self.started == self.member + 1 and model.num_boosted_rounds() == self.at_round
+                and ray.train.get_context().get_world_rank() == 0 and not os.path.exists(self.marker)):
             open(self.marker, "w").close()
+            time.sleep(1.0)  # Train's controller registers reported checkpoints when it polls (every 0.1 s here)
             os.kill(os.getpid(), signal.SIGKILL)
         return False
 
 
 @pytest.fixture(scope="module")
 def trained(run_ctx, tmp_path_factory):
-    """The ranker trained on Ray Train with 2 workers; rank 0 is killed once at round 10 (FailureConfig)."""
+    """A 2-member ranker trained on Ray Train with 2 workers; rank 0 is killed once at round 30 of the second
+    member, after its checkpoint at round 25 (FailureConfig: the restarted workers keep the finished first member
+    and resume the second)."""
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -102,9 +117,10 @@ def trained(run_ctx, tmp_path_factory):
     train_users, holdout_users = holdout_split(np.unique(features["user"]), 0.3, seed=1)
     train, valid = training_queries(features, train_users, holdout_users)
     marker = tmp_path_factory.mktemp("drill") / "killed"
-    config = RankConfig(num_boost_round=40, early_stopping_rounds=0, num_workers=2, cpus_per_worker=0.5)
+    config = RankConfig(num_boost_round=40, early_stopping_rounds=0, num_workers=2, cpus_per_worker=0.5,
+                        ensemble_size=2)
     booster, info = train_ranker(train, valid, names, config, storage_path=str(tmp_path_factory.mktemp("train")),
-                                 max_failures=2, callbacks=[KillOnce(10, str(marker))])
+                                 max_failures=2, callbacks=[KillOnce(1, 30, str(marker))])
     holdout = features[features["user"].isin(holdout_users)].assign(qid=lambda f: f["user"])
     return booster, info, train, holdout, names, marker
 
@@ -112,7 +128,10 @@ def trained(run_ctx, tmp_path_factory):
 def test_training_survives_a_killed_worker(trained):
     booster, info, *_, marker = trained
     assert marker.exists()  # the drill did kill rank 0
-    assert booster.num_boosted_rounds() == 40 and info["rounds"] == 40
+    starts = [int(line) for line in open(f"{marker}.starts").read().split()]
+    assert starts == [0, 0, 25]  # the restart kept member 0 and resumed member 1 from its round-25 checkpoint
+    assert member_rounds(booster) == [40, 40] and info["member_rounds"] == [40, 40]
+    assert booster.num_boosted_rounds() == 80 and info["rounds"] == 80
 
 
 def test_no_query_group_is_split_across_workers(trained):
