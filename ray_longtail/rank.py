@@ -8,8 +8,8 @@ group (FailureConfig) resume from the last booster. Batch scoring runs as Ray Da
 
 The ranker is an average of `rank.ensemble_size` boosters fit on the same queries with seeds seed, seed + 1, ...
 (row subsampling makes them differ): one booster's test NDCG@10 varies by a few percent with its seed, and the
-average of three scored 3 % above a single booster's mean on three shops, with a quarter of its spread (README,
-design notes). The members are merged into one booster (`average_boosters`), so scoring, saving and serving handle
+average of three scored 2.7-3.7 % above a single booster's mean on three shops, with less spread (README, design
+notes). The members are merged into one booster (`average_boosters`), so scoring, saving and serving handle
 the ensemble as one model.
 """
 
@@ -70,6 +70,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     for member in range(len(members), config["ensemble_size"]):
         done = partial.num_boosted_rounds() if partial is not None else 0
         callbacks = [PeriodicCheckpoint(config["checkpoint_every"], rank, members), *config["callbacks"]]
+        if config["progress"]:
+            callbacks.append(RoundProgress(config["num_boost_round"], member, config["ensemble_size"]))
         params = config["params"] | {"seed": config["params"]["seed"] + member}
         members = [*members, fit_booster(params, dtrain, dvalid, config["num_boost_round"] - done,
                                          config["early_stopping_rounds"], callbacks, partial)]
@@ -141,13 +143,12 @@ class RoundProgress(xgboost.callback.TrainingCallback):
     `every_s` seconds; Ray sends it to the driver's log (the driver adds it only when INFO is shown, i.e. not with
     -q)."""
 
-    def __init__(self, total_rounds: int, members: int = 1, every_s: float = 10.0):
+    def __init__(self, total_rounds: int, member: int = 0, members: int = 1, every_s: float = 10.0):
         super().__init__()
-        self.total, self.members, self.every_s = total_rounds, members, every_s
-        self.member, self.start, self.last = 0, 0.0, 0.0
+        self.total, self.member, self.members, self.every_s = total_rounds, member, members, every_s
+        self.start = self.last = 0.0
 
     def before_training(self, model):
-        self.member += 1
         self.start, self.last = time.perf_counter(), float("-inf")
         return model
 
@@ -158,7 +159,7 @@ class RoundProgress(xgboost.callback.TrainingCallback):
         if ray.train.get_context().get_world_rank() == 0 and now - self.last >= self.every_s:
             self.last = now
             score = evals_log.get("valid", {}).get("ndcg@10", [float("nan")])[-1]
-            what = f"ranker {min(self.member, self.members)}/{self.members}"
+            what = f"ranker {self.member + 1}/{self.members}"
             print(f"{progress_line(what, epoch + 1, self.total, 'rounds', now - self.start)} "
                   f"(early stopping may end it sooner), valid ndcg@10 {score:.4f}", flush=True)
         return False
@@ -189,9 +190,7 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
                                                               seed=seed),
                    "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
                    "ensemble_size": config.ensemble_size, "checkpoint_every": 25,
-                   "callbacks": list(callbacks or [])}
-    if progress_log.isEnabledFor(logging.INFO):
-        loop_config["callbacks"].append(RoundProgress(config.num_boost_round, config.ensemble_size))
+                   "callbacks": list(callbacks or []), "progress": progress_log.isEnabledFor(logging.INFO)}
     trainer = XGBoostTrainer(
         train_fn_per_worker, train_loop_config=loop_config,
         datasets={"train": ray.data.from_pandas(train), "valid": ray.data.from_pandas(valid)},
