@@ -6,10 +6,11 @@ on users the ranker never saw. On the held-out users alone, a small shop's choic
 noise (README, design notes: a movie-like shop with 111 held-out users chose a source whose test NDCG@10 was
 0.65x the ranker's). Here each fold's train users are split at random into `rank.crossfit_groups` groups (about
 the held-out share each at the defaults); for each group a ranker is fit on every other labelled query of every
-fold, at the stage ranker's round count (no early stopping on the users it scores), and scores that group's
-rows. Every selection user is then scored by a ranker fit on about as many users as the stage's and never on
-their labels. Groups are used only until the selection has `rank.selection_min_users` users: a large shop's
-held-out users are already enough, and each group costs a ranker fit and its share of the selection.
+fold, with the stage ranker's members and their round counts (no early stopping on the users it scores), and
+scores that group's rows. Every selection user is then scored by a ranker fit on about as many users as the
+stage's and never on their labels. Groups are used only until the selection has `rank.selection_min_users`
+users: a large shop's held-out users are already enough, and each group costs a ranker fit and its share of the
+selection.
 
 `fold` below is one labelled fold as (feature rows, train users, holdout users, groups of train users).
 """

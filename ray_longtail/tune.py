@@ -33,6 +33,7 @@ from ray_longtail.phase import Phase
 from ray_longtail.progress import log as progress_log
 from ray_longtail.progress import progress_line
 
+# rounds: the mean round count of the ranker's members (each early-stopped on its own)
 TRIAL_METRICS = ("objective", "tail_weight", "ndcg@10", "tail_recall@10", "coverage@10", "rounds")
 
 

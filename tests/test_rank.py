@@ -92,14 +92,13 @@ class KillOnce(xgboost.callback.TrainingCallback):
     def after_iteration(self, model, epoch, evals_log) -> bool:
         import os
         import signal
-        import time
 
         import ray.train
 
         if (self.started == self.member + 1 and model.num_boosted_rounds() == self.at_round
                 and ray.train.get_context().get_world_rank() == 0 and not os.path.exists(self.marker)):
             open(self.marker, "w").close()
-            time.sleep(1.0)  # Train's controller registers reported checkpoints when it polls (every 0.1 s here)
+            ray.train.get_all_reported_checkpoints(timeout_s=60)  # wait until the controller has the last one
             os.kill(os.getpid(), signal.SIGKILL)
         return False
 
